@@ -1,0 +1,67 @@
+"""`instructmix run|pool|model|select|train|eval|report|schema|testbed`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from instructmix.config import ConfigError, json_schema, load_config
+
+STAGE_NAMES = ["pool", "model", "select", "train", "eval", "report"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="instructmix", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run every stage (finished stages are skipped)")
+    run.add_argument("--stop-after", choices=STAGE_NAMES)
+    for name in STAGE_NAMES:
+        s = sub.add_parser(name, help=f"run only the {name} stage")
+        s.add_argument("--force", action="store_true", help="re-run even if up to date")
+    for name, s in sub.choices.items():
+        s.add_argument("config", help="YAML run config")
+        s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config field, e.g. --set train.epochs=2")
+        s.set_defaults(command=name)
+    sub.add_parser("schema", help="print the config's JSON schema")
+    tb = sub.add_parser("testbed", help="write the testbed's ground truth JSON")
+    tb.add_argument("--out", default="-")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.command == "schema":
+        print(json_schema())
+        return 0
+    if args.command == "testbed":
+        from instructmix.data.testbed import ground_truth
+
+        text = json.dumps(ground_truth(), indent=2)
+        print(text) if args.out == "-" else open(args.out, "w").write(text + "\n")
+        return 0
+    try:
+        cfg = load_config(args.config, args.set)
+        from instructmix import pipeline
+
+        if args.command == "run":
+            pipeline.run_all(cfg, args.stop_after)
+            print(f"report: {os.path.join(cfg.run_dir, 'report', 'report.html')}")
+        else:
+            pipeline.run_stage(cfg, pipeline.BY_NAME[args.command], force=args.force)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

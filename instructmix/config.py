@@ -1,0 +1,195 @@
+"""One pydantic config is the source of truth for a run.
+
+Every section is a model with `extra="forbid"`, so a misspelt key fails at load time with
+the dotted path of the bad field, before Ray starts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the field or file."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RayConfig(Section):
+    address: str | None = Field(
+        None, description="Ray address to join; None starts a local instance (or uses RAY_ADDRESS)."
+    )
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local instance (None: all).")
+    dashboard: bool = Field(False, description="Start the dashboard with a local instance.")
+
+
+class TestbedConfig(Section):
+    items_per_category: int = Field(400, ge=1, description="Training items per category.")
+    eval_per_category: int = Field(50, ge=1, description="Held-out eval items per category.")
+    categories: list[str] | None = Field(
+        None, description="Subset of testbed categories (None: all)."
+    )
+    sequential_per_depth: int = Field(
+        0, ge=0, description="SIT chain items per depth 1-4 added as category 'sequential'."
+    )
+    complex_nodes: list[int] = Field(
+        default_factory=list, description="Tree-Instruct node counts; one category per entry."
+    )
+    complex_per_level: int = Field(0, ge=0, description="Items per complexity level.")
+
+
+class SourceConfig(Section):
+    path: str = Field(..., description="A JSONL or Parquet file, or a folder of them.")
+    format: Literal["auto", "alpaca", "messages", "mapping"] = "auto"
+    mapping: dict[str, str] = Field(
+        default_factory=dict,
+        description="For format=mapping: canonical field -> source field "
+        "(instruction, input, output, id, category, answer).",
+    )
+    name: str | None = Field(None, description="Source label stored with each row.")
+    limit: int | None = Field(None, ge=1, description="Read at most this many lines/rows.")
+
+
+class PoolConfig(Section):
+    sources: list[SourceConfig] = Field(
+        default_factory=list, description="Input files; empty means the synthetic testbed."
+    )
+    testbed: TestbedConfig = Field(default_factory=TestbedConfig)
+    eval_sources: list[SourceConfig] = Field(
+        default_factory=list, description="Held-out eval files (testbed: generated)."
+    )
+    embedder: str = Field(
+        "minilm", description="'minilm' (offline all-MiniLM-L6-v2 package) or an HF model path."
+    )
+    tokenizer: str | None = Field(
+        None, description="HF tokenizer path for token counts (None: the embedder's)."
+    )
+    embed_batch_size: int = Field(64, ge=1)
+    embed_actors: int | None = Field(
+        None, ge=1, description="Embedding actors (None: one per CPU of the cluster)."
+    )
+    max_embed_tokens: int = Field(128, ge=8, description="Truncation for embeddings.")
+    num_clusters: int = Field(
+        8, ge=1, description="k for k-means categories of rows that have none."
+    )
+    max_chars: int = Field(20000, ge=1, description="Longer rows are rejected.")
+
+
+class ModelConfig(Section):
+    path: str | None = Field(
+        None, description="HF model path or hub id; None builds a small model from scratch."
+    )
+    arch: Literal["gpt2", "llama"] = "gpt2"
+    n_layer: int = Field(3, ge=1)
+    n_embd: int = Field(128, ge=16)
+    n_head: int = Field(4, ge=1)
+    max_positions: int = Field(256, ge=16)
+    tokenizer: Literal["char", "bpe"] = "char"
+    vocab_size: int = Field(512, ge=64, description="For the BPE tokenizer.")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+class SelectConfig(Section):
+    strategy: Literal["iid"] = "iid"
+    budget: int = Field(2000, ge=1, description="Items, or tokens when budget_unit=tokens.")
+    budget_unit: Literal["items", "tokens"] = "items"
+
+
+class TrainConfig(Section):
+    num_workers: int = Field(2, ge=1, description="Ray Train workers.")
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    deepspeed: bool = Field(True, description="DeepSpeed ZeRO engine; False: plain torch DDP.")
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    precision: Literal["fp32", "bf16"] = "fp32"
+    micro_batch_size: int = Field(32, ge=1, description="Rows per worker per step.")
+    epochs: int = Field(3, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many steps.")
+    lr: float = Field(3e-3, gt=0)
+    warmup_steps: int = Field(20, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_seq_len: int = Field(128, ge=8)
+    checkpoint_every: int = Field(100, ge=1, description="Steps between checkpoints.")
+    log_every: int = Field(10, ge=1)
+    torch_threads: int = Field(1, ge=1, description="torch intra-op threads per worker.")
+
+
+class EvalConfig(Section):
+    max_new_tokens: int = Field(24, ge=1)
+    batch_size: int = Field(64, ge=1)
+
+
+class RunConfig(Section):
+    run_dir: str = Field("runs/demo", description="Where every stage writes its artifacts.")
+    seed: int = 0
+    ray: RayConfig = Field(default_factory=RayConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+def _parse_value(text: str) -> Any:
+    """`--set` values are YAML scalars/lists: 3 -> int, true -> bool, [a,b] -> list."""
+    return yaml.safe_load(text) if text != "" else ""
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.epochs=2")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = _parse_value(value)
+
+
+def _format_error(err: ValidationError, origin: str) -> str:
+    lines = [f"invalid config ({origin}):"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  {where}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    data: dict = {}
+    origin = "defaults"
+    if path is not None:
+        path = Path(path)
+        origin = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(e, origin)) from None
+
+
+def json_schema() -> str:
+    return json.dumps(RunConfig.model_json_schema(), indent=2)

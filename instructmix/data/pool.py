@@ -1,0 +1,293 @@
+"""Pool stage on Ray Data: read -> validate/quarantine -> dedupe ids -> embed + count tokens
+-> assign categories -> Parquet shards, rejected rows and stats.
+
+Accounting: every line or row read ends in exactly one of `pool/shards` (or `pool/eval`)
+or `pool/rejected`, and stats.json checks read == accepted + rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from instructmix.cluster import cluster_cpus
+from instructmix.config import RunConfig, SourceConfig
+from instructmix.data import testbed
+from instructmix.data.embed import EmbedBatch
+from instructmix.data.schema import RowError, content_id, prompt_text, to_canonical
+
+log = logging.getLogger("instructmix")
+RAW_KEEP = 500  # characters of a rejected row kept for the report
+
+
+def list_files(path: str) -> list[str]:
+    p = Path(path)
+    if p.is_file():
+        return [str(p)]
+    if p.is_dir():
+        files = sorted(
+            str(f) for f in p.rglob("*") if f.suffix in (".jsonl", ".json", ".parquet")
+        )
+        if files:
+            return files
+        raise FileNotFoundError(f"pool source {path}: no .jsonl/.json/.parquet files inside")
+    raise FileNotFoundError(f"pool source not found: {path}")
+
+
+def read_records(item: dict) -> list[dict]:
+    """One file -> raw records (bytes) with their origin; runs as a Ray task per file."""
+    path, limit = item["path"], item["limit"]
+    out = []
+    if path.endswith(".parquet"):
+        for k, row in enumerate(pq.read_table(path).to_pylist()):
+            if limit and k >= limit:
+                break
+            raw = json.dumps(row, default=str).encode()
+            out.append({"origin": f"{path}:row{k + 1}", "raw": raw})
+    else:
+        with open(path, "rb") as f:
+            for k, line in enumerate(f):
+                if limit and k >= limit:
+                    break
+                out.append({"origin": f"{path}:{k + 1}", "raw": line.rstrip(b"\r\n")})
+    for k, rec in enumerate(out):
+        rec.update(source=item["source"], fmt=item["fmt"], mapping=item["mapping"],
+                   order=item["file_index"] * 10**10 + k)
+    return out
+
+
+def parse_batch(batch: dict, max_chars: int) -> dict:
+    """Raw records -> canonical columns plus `error` ('' when accepted)."""
+    cols = {k: [] for k in ("id", "category", "messages_json", "answer", "source", "meta",
+                            "origin", "order", "error", "raw_text", "prompt_text",
+                            "response_text")}
+    n = len(batch["origin"])
+    for k in range(n):
+        raw, origin = batch["raw"][k], str(batch["origin"][k])
+        fmt, source = str(batch["fmt"][k]), str(batch["source"][k])
+        mapping = json.loads(batch["mapping"][k])
+        row, error, text = None, "", ""
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+        except UnicodeDecodeError as e:
+            error = f"not valid UTF-8 (byte {e.start})"
+            text = raw.decode("utf-8", errors="replace")
+        if not error and not text.strip():
+            error = "empty line"
+        if not error:
+            try:
+                row = to_canonical(json.loads(text), fmt, mapping, source,
+                                   content_id(source, int(batch["order"][k]) % 10**10 + 1))
+                if len(text) > max_chars:
+                    raise RowError(f"row longer than pool.max_chars={max_chars}")
+            except json.JSONDecodeError as e:
+                error = f"malformed JSON: {e.msg} at column {e.colno}"
+            except RowError as e:
+                error = str(e)
+        row = row or {"id": "", "category": "", "messages": [], "answer": "", "meta": ""}
+        cols["id"].append(row["id"])
+        cols["category"].append(row["category"])
+        cols["messages_json"].append(json.dumps(row["messages"]))
+        cols["answer"].append(row["answer"])
+        cols["source"].append(source)
+        cols["meta"].append(row["meta"])
+        cols["origin"].append(origin)
+        cols["order"].append(int(batch["order"][k]))
+        cols["error"].append(error)
+        cols["raw_text"].append(text[:RAW_KEEP] if error else "")
+        cols["prompt_text"].append(prompt_text(row["messages"]) if row["messages"] else "")
+        cols["response_text"].append(row["messages"][-1]["content"] if row["messages"] else "")
+    return {k: np.array(v, dtype=object) if k != "order" else np.array(v) for k, v in
+            cols.items()}
+
+
+def _source_items(sources: list[SourceConfig], offset: int) -> list[dict]:
+    items = []
+    for s in sources:
+        if s.format == "mapping" and not s.mapping:
+            raise ValueError(f"pool source {s.path}: format 'mapping' needs a mapping")
+        for f in list_files(s.path):
+            items.append({"path": f, "limit": s.limit or 0, "fmt": s.format,
+                          "mapping": json.dumps(s.mapping),
+                          "source": s.name or Path(f).stem, "file_index": offset + len(items)})
+    return items
+
+
+def _testbed_records(cfg: RunConfig) -> tuple[list[dict], list[dict]]:
+    tb = cfg.pool.testbed
+    train, evals = testbed.generate(cfg.seed, tb.items_per_category, tb.eval_per_category,
+                                    tb.categories, tb.sequential_per_depth, tb.complex_nodes,
+                                    tb.complex_per_level)
+
+    def records(rows, file_index):
+        return [{"origin": f"testbed:{r['id']}", "raw": json.dumps(r).encode(),
+                 "source": "testbed", "fmt": "messages", "mapping": "{}",
+                 "order": file_index * 10**10 + k} for k, r in enumerate(rows)]
+
+    return records(train, 0), records(evals, 1)
+
+
+def _read(cfg: RunConfig, items: list[dict], records: list[dict] | None):
+    import ray.data
+
+    if records is not None:
+        ds = ray.data.from_items(records)
+    else:
+        ds = ray.data.from_items(items).flat_map(read_records)
+    return ds.map_batches(parse_batch, fn_kwargs={"max_chars": cfg.pool.max_chars},
+                          batch_format="numpy", batch_size=1024).materialize()
+
+
+def _duplicates(accepted) -> dict[int, str]:
+    """order -> reason for every row whose id was already seen (first occurrence wins)."""
+    table = accepted.select_columns(["id", "order", "origin"]).to_pandas()
+    table = table.sort_values("order", kind="stable")
+    first = table.drop_duplicates("id", keep="first").set_index("id")["origin"]
+    dup = table[table.duplicated("id", keep="first")]
+    return {int(o): f"duplicate id {i!r} (first at {first[i]})"
+            for o, i in zip(dup["order"], dup["id"], strict=True)}
+
+
+def _mark_duplicates(batch: dict, dups: dict[int, str]) -> dict:
+    batch["error"] = np.array([dups.get(int(o), e) for o, e in
+                               zip(batch["order"], batch["error"], strict=True)], dtype=object)
+    return batch
+
+
+def _finalise(batch: dict) -> dict:
+    msgs = [json.loads(m) for m in batch.pop("messages_json")]
+    for k in ("error", "raw_text", "prompt_text", "response_text"):
+        batch.pop(k, None)
+    batch["messages"] = msgs
+    return batch
+
+
+def _assign_categories(ds, k: int, seed: int):
+    """k-means on the embeddings of rows without a category -> 'cluster-NN'."""
+    from sklearn.cluster import KMeans
+
+    missing = ds.filter(lambda r: r["category"] == "").select_columns(["embedding"])
+    n = missing.count()
+    if n == 0:
+        return ds, 0
+    emb = np.stack(missing.to_pandas()["embedding"].to_numpy())
+    km = KMeans(n_clusters=min(k, n), n_init=4, random_state=seed).fit(emb)
+    centers = km.cluster_centers_.astype(np.float32)
+
+    def assign(batch: dict) -> dict:
+        cats = batch["category"].astype(object)
+        todo = np.array([c == "" for c in cats])
+        if todo.any():
+            e = np.stack(batch["embedding"][todo])
+            nearest = ((e[:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
+            cats[todo] = [f"cluster-{c:02d}" for c in nearest]
+        batch["category"] = cats
+        return batch
+
+    return ds.map_batches(assign, batch_format="numpy"), n
+
+
+def _rejected_rows(parsed) -> list[dict]:
+    rej = parsed.filter(lambda r: r["error"] != "")
+    cols = ["origin", "source", "id", "error", "raw_text"]
+    return rej.select_columns(cols).to_pandas().rename(columns={"error": "reason"}).to_dict(
+        "records")
+
+
+def run_pool(cfg: RunConfig, out: Path) -> dict:
+    """Write pool/shards, pool/eval.parquet, pool/rejected.jsonl and pool/stats.json."""
+    import ray.data
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    pc = cfg.pool
+    if pc.sources:
+        train_items = _source_items(pc.sources, 0)
+        eval_items = _source_items(pc.eval_sources, len(train_items))
+        train_recs = eval_recs = None
+    else:
+        train_items = eval_items = []
+        train_recs, eval_recs = _testbed_records(cfg)
+    log.info("pool: reading %s", [i["path"] for i in train_items] or "the synthetic testbed")
+    parsed = _read(cfg, train_items, train_recs)
+    dups = _duplicates(parsed.filter(lambda r: r["error"] == ""))
+    if dups:
+        parsed = parsed.map_batches(_mark_duplicates, fn_kwargs={"dups": dups},
+                                    batch_format="numpy").materialize()
+    rejected = _rejected_rows(parsed)
+    accepted = parsed.filter(lambda r: r["error"] == "").materialize()
+    actors = pc.embed_actors or cluster_cpus()
+    # Enough blocks that every actor has work: a few batches per actor at least.
+    blocks = max(actors * 4, accepted.count() // (4 * pc.embed_batch_size) + 1)
+    log.info("pool: embedding %d rows with %d actors", accepted.count(), actors)
+    embedded = accepted.repartition(blocks).map_batches(
+        EmbedBatch,
+        fn_constructor_kwargs={"embedder": pc.embedder, "tokenizer": pc.tokenizer,
+                               "max_tokens": pc.max_embed_tokens,
+                               "batch_size": pc.embed_batch_size},
+        batch_size=max(pc.embed_batch_size, 256), batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=0.5,
+    ).materialize()
+    embedded, n_clustered = _assign_categories(embedded, pc.num_clusters, cfg.seed)
+    final = embedded.map_batches(_finalise, batch_format="numpy").drop_columns(["order"])
+    shards = out / "shards"
+    final.write_parquet(str(shards))
+
+    n_eval_rejected = 0
+    eval_rows: list[dict] = []
+    if eval_items or eval_recs:
+        parsed_eval = _read(cfg, eval_items, eval_recs)
+        eval_rej = _rejected_rows(parsed_eval)
+        n_eval_rejected = len(eval_rej)
+        rejected += [dict(r, split="eval") for r in eval_rej]
+        eval_rows = (parsed_eval.filter(lambda r: r["error"] == "")
+                     .map_batches(_finalise, batch_format="numpy")
+                     .drop_columns(["order"]).take_all())
+    pq.write_table(pa.Table.from_pylist(eval_rows) if eval_rows else pa.table({}),
+                   out / "eval.parquet")
+    with open(out / "rejected.jsonl", "w") as f:
+        for r in rejected:
+            f.write(json.dumps(r, default=str) + "\n")
+
+    stats_table = final.select_columns(["category", "n_tokens", "source"]).to_pandas()
+    n_read = parsed.count()
+    n_accepted = len(stats_table)
+    n_rejected = len(rejected) - n_eval_rejected
+    stats = {
+        "read": n_read,
+        "accepted": n_accepted,
+        "rejected": n_rejected,
+        "counts_add_up": n_read == n_accepted + n_rejected,
+        "rejected_by_reason": dict(Counter(_reason_kind(r["reason"]) for r in rejected
+                                           if r.get("split") != "eval")),
+        "categories_assigned_by_kmeans": n_clustered,
+        "per_category": {
+            c: {"items": int(len(g)), "tokens": int(g["n_tokens"].sum())}
+            for c, g in sorted(stats_table.groupby("category"), key=lambda kv: kv[0])
+        },
+        "per_source": {s: int(v) for s, v in stats_table["source"].value_counts().items()},
+        "eval": {"read": len(eval_rows) + n_eval_rejected, "accepted": len(eval_rows),
+                 "rejected": n_eval_rejected,
+                 "per_category": dict(Counter(r["category"] for r in eval_rows))},
+    }
+    if not stats["counts_add_up"]:
+        raise RuntimeError(f"pool accounting does not add up: {stats}")
+    (out / "stats.json").write_text(json.dumps(stats, indent=2))
+    log.info("pool: read %d, accepted %d, rejected %d (%s)", n_read, n_accepted, n_rejected,
+             stats["rejected_by_reason"])
+    if n_accepted == 0:
+        raise ValueError("pool: no row was accepted; see pool/rejected.jsonl for the reasons")
+    return {k: stats[k] for k in ("read", "accepted", "rejected")}
+
+
+def _reason_kind(reason: str) -> str:
+    """Group reasons for the stats: the text before the first detail."""
+    for sep in (":", " ("):
+        reason = reason.split(sep)[0]
+    return reason

@@ -1,0 +1,60 @@
+"""Per-row scores of a causal LM: greedy-generation exact match and response loss."""
+
+from __future__ import annotations
+
+import torch
+
+from instructmix.training.collate import IGNORE, as_messages, collate
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.strip().split())
+
+
+def load(model_dir: str, threads: int = 1):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    return model, tok
+
+
+@torch.inference_mode()
+def response_losses(model, tok, messages: list[list[dict]], max_len: int) -> list[float]:
+    batch = collate(tok, messages, max_len)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels,
+                                            ignore_index=IGNORE, reduction="none")
+    counts = (labels != IGNORE).sum(1).clamp(min=1)
+    return (nll.sum(1) / counts).tolist()
+
+
+@torch.inference_mode()
+def generate(model, tok, messages: list[list[dict]], max_new_tokens: int) -> list[str]:
+    prompts = [tok.apply_chat_template(m[:-1], tokenize=False, add_generation_prompt=True)
+               for m in messages]
+    tok.padding_side = "left"
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def score_rows(model_dir: str, rows: list[dict], batch_size: int, max_new_tokens: int,
+               max_len: int) -> list[dict]:
+    """rows: {id, category, messages, answer} -> {id, category, loss, prediction, correct}."""
+    model, tok = load(model_dir)
+    out = []
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        msgs = [as_messages(r["messages"]) for r in chunk]
+        losses = response_losses(model, tok, msgs, max_len)
+        preds = generate(model, tok, msgs, max_new_tokens)
+        for r, loss, pred in zip(chunk, losses, preds, strict=True):
+            answer = r.get("answer") or ""
+            out.append({"id": r["id"], "category": r["category"], "loss": loss,
+                        "prediction": pred,
+                        "correct": (normalise(pred) == normalise(answer)) if answer else None})
+    return out

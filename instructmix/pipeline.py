@@ -1,0 +1,140 @@
+"""Stage order, run directory, fingerprints and resume.
+
+Each stage writes into `run_dir/<stage>/`. A stage's fingerprint hashes the config
+sections it reads plus the fingerprints of the stages it reads from. On success it writes
+`_DONE.json` (fingerprint, seconds, summary); a re-run with the same fingerprint skips it.
+A stage that started but did not finish (`_STARTED.json` with the same fingerprint) keeps
+its folder so it can resume (training resumes from its last checkpoint); a stage whose
+fingerprint changed is cleared and run afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from instructmix.config import RunConfig
+
+log = logging.getLogger("instructmix")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    reads: tuple[str, ...]  # stages whose artifacts it reads
+    sections: tuple[str, ...]  # config sections that change its output
+    run: Callable[[RunConfig, Path], dict]  # (config, stage dir) -> summary
+    needs_ray: bool = True
+
+
+def _pool(cfg, out):
+    from instructmix.data.pool import run_pool
+
+    return run_pool(cfg, out)
+
+
+def _model(cfg, out):
+    from instructmix.training.model_factory import run_model
+
+    return run_model(cfg, out)
+
+
+def _select(cfg, out):
+    from instructmix.selectors.iid import run_select
+
+    return run_select(cfg, out)
+
+
+def _train(cfg, out):
+    from instructmix.training.train_stage import run_train
+
+    return run_train(cfg, out)
+
+
+def _eval(cfg, out):
+    from instructmix.evaluation.eval_stage import run_eval
+
+    return run_eval(cfg, out)
+
+
+def _report(cfg, out):
+    from instructmix.evaluation.report import run_report
+
+    return run_report(cfg, out)
+
+
+STAGES: list[Stage] = [
+    Stage("pool", (), ("seed", "pool"), _pool),
+    Stage("model", ("pool",), ("seed", "model"), _model, needs_ray=False),
+    Stage("select", ("pool",), ("seed", "select"), _select),
+    Stage("train", ("model", "select"), ("seed", "train"), _train),
+    Stage("eval", ("train", "pool"), ("eval",), _eval),
+    Stage("report", ("pool", "select", "train", "eval"), (), _report, needs_ray=False),
+]
+BY_NAME = {s.name: s for s in STAGES}
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _done(run_dir: Path, name: str) -> dict | None:
+    marker = run_dir / name / "_DONE.json"
+    return json.loads(marker.read_text()) if marker.is_file() else None
+
+
+def fingerprint(cfg: RunConfig, stage: Stage, run_dir: Path) -> str:
+    data = cfg.model_dump(mode="json")
+    parts = {s: data[s] for s in stage.sections}
+    for dep in stage.reads:
+        done = _done(run_dir, dep)
+        if done is None:
+            raise RuntimeError(f"stage {stage.name!r} needs stage {dep!r} to have finished "
+                               f"in {run_dir}; run it first (instructmix {dep} CONFIG)")
+        parts[f"stage:{dep}"] = done["fingerprint"]
+    return _hash(parts)
+
+
+def run_stage(cfg: RunConfig, stage: Stage, force: bool = False) -> dict:
+    run_dir = Path(cfg.run_dir)
+    out = run_dir / stage.name
+    fp = fingerprint(cfg, stage, run_dir)
+    done = _done(run_dir, stage.name)
+    if done and done["fingerprint"] == fp and not force:
+        log.info("[%s] up to date (fingerprint %s): skipped", stage.name, fp)
+        return dict(done, skipped=True)
+    started = out / "_STARTED.json"
+    resumable = started.is_file() and json.loads(started.read_text())["fingerprint"] == fp
+    if out.exists() and (force or not resumable):
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "_DONE.json").unlink(missing_ok=True)
+    started.write_text(json.dumps({"fingerprint": fp}))
+    if stage.needs_ray:
+        from instructmix.cluster import ensure_ray
+
+        ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.dashboard)
+    log.info("[%s] running%s -> %s", stage.name, " (resuming)" if resumable else "", out)
+    t0 = time.time()
+    summary = stage.run(cfg, out)
+    record = {"fingerprint": fp, "seconds": round(time.time() - t0, 1), "summary": summary}
+    (out / "_DONE.json").write_text(json.dumps(record, indent=2, default=str))
+    log.info("[%s] done in %.1f s: %s", stage.name, record["seconds"], summary)
+    return record
+
+
+def run_all(cfg: RunConfig, stop_after: str | None = None) -> dict:
+    Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.run_dir) / "config.json").write_text(cfg.model_dump_json(indent=2))
+    results = {}
+    for stage in STAGES:
+        results[stage.name] = run_stage(cfg, stage)
+        if stage.name == stop_after:
+            break
+    return results

@@ -1,0 +1,116 @@
+"""Model stage: a small causal LM from a transformers config plus a tokenizer trained on
+the pool with `tokenizers`, saved as an HF directory with a chat template; or an existing
+HF model path named in the config (real runs).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from instructmix.config import ModelConfig, RunConfig
+
+log = logging.getLogger("instructmix")
+
+SPECIALS = {"pad": "<|pad|>", "unk": "<|unk|>", "bos": "<|bos|>", "eos": "<|end|>"}
+USER, ASSISTANT, SYSTEM = "<|user|>", "<|assistant|>", "<|system|>"
+# One turn per role marker; the response ends with eos so generation knows where to stop.
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}<|user|>{{ m['content'] }}\n"
+    "{% elif m['role'] == 'system' %}<|system|>{{ m['content'] }}\n"
+    "{% else %}<|assistant|>{{ m['content'] }}<|end|>\n{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def train_tokenizer(texts: list[str], kind: str, vocab_size: int):
+    """A character-level (WordLevel over single characters) or byte-level BPE tokenizer."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = list(SPECIALS.values()) + [USER, ASSISTANT, SYSTEM]
+    if kind == "char":
+        tok = Tokenizer(models.WordLevel(unk_token=SPECIALS["unk"]))
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        tok.decoder = decoders.Fuse()
+        trainer = trainers.WordLevelTrainer(special_tokens=specials, min_frequency=1,
+                                            vocab_size=100000)
+    else:
+        tok = Tokenizer(models.BPE(unk_token=SPECIALS["unk"]))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer=trainer)
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=SPECIALS["pad"], unk_token=SPECIALS["unk"],
+        bos_token=SPECIALS["bos"], eos_token=SPECIALS["eos"],
+        additional_special_tokens=[USER, ASSISTANT, SYSTEM],
+    )
+    hf.chat_template = CHAT_TEMPLATE
+    return hf
+
+
+def build_model(mc: ModelConfig, tokenizer, seed: int):
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    common = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    if mc.arch == "gpt2":
+        config = GPT2Config(n_layer=mc.n_layer, n_embd=mc.n_embd, n_head=mc.n_head,
+                            n_positions=mc.max_positions, **common)
+        return GPT2LMHeadModel(config)
+    config = LlamaConfig(num_hidden_layers=mc.n_layer, hidden_size=mc.n_embd,
+                         num_attention_heads=mc.n_head, intermediate_size=4 * mc.n_embd,
+                         max_position_embeddings=mc.max_positions, **common)
+    return LlamaForCausalLM(config)
+
+
+def pool_texts(shards: Path) -> list[str]:
+    table = pq.read_table(shards, columns=["messages"])
+    return ["\n".join(m["content"] for m in msgs) for msgs in table.column("messages").to_pylist()]
+
+
+def check_model_path(path: str) -> None:
+    """Fail early and clearly when a named model cannot be loaded offline."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        AutoConfig.from_pretrained(path)
+        AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as e:
+        offline = " (HF_HUB_OFFLINE=1: only local paths work)" if os.environ.get(
+            "HF_HUB_OFFLINE") == "1" else ""
+        raise FileNotFoundError(f"model.path {path!r} cannot be loaded{offline}: "
+                                f"{str(e).splitlines()[0]}") from None
+
+
+def run_model(cfg: RunConfig, out: Path) -> dict:
+    mc = cfg.model
+    if mc.path:
+        check_model_path(mc.path)
+        (out / "model.json").write_text(json.dumps({"path": mc.path, "built": False}))
+        return {"path": mc.path}
+    texts = pool_texts(Path(cfg.run_dir) / "pool" / "shards")
+    tokenizer = train_tokenizer(texts, mc.tokenizer, mc.vocab_size)
+    model = build_model(mc, tokenizer, cfg.seed)
+    hf_dir = out / "hf"
+    model.save_pretrained(hf_dir)
+    tokenizer.save_pretrained(hf_dir)
+    n_params = sum(p.numel() for p in model.parameters())
+    (out / "model.json").write_text(json.dumps({"path": str(hf_dir), "built": True,
+                                                "parameters": n_params}))
+    log.info("model: %s, %d parameters, vocabulary %d", mc.arch, n_params, len(tokenizer))
+    return {"path": str(hf_dir), "parameters": n_params, "vocab": len(tokenizer)}
+
+
+def model_path(run_dir: str | Path) -> str:
+    return json.loads((Path(run_dir) / "model" / "model.json").read_text())["path"]
