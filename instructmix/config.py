@@ -124,6 +124,11 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(100, ge=1, description="Steps between checkpoints.")
     log_every: int = Field(10, ge=1)
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads per worker.")
+    max_failures: int = Field(1, ge=0, description="Worker-group restarts (resume) allowed.")
+    log_batch_ids: bool = Field(False, description="Record the ids of every global batch.")
+    fail_at_step: int | None = Field(
+        None, ge=1, description="Testing: fail once after this step to exercise resume."
+    )
 
 
 class EvalConfig(Section):

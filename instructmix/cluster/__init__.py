@@ -15,11 +15,14 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboar
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    env = {"env_vars": {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}}
+    # Offline unless the user allows downloads (HF_HUB_OFFLINE=0), on every worker alike.
+    offline = os.environ.get("HF_HUB_OFFLINE", "1")
+    env = {"env_vars": {"HF_HUB_OFFLINE": offline, "TOKENIZERS_PARALLELISM": "false"}}
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=True)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=dashboard, runtime_env=env)
+    else:  # "local": a new instance, never a cluster that `ray start` left running
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
+                 runtime_env=env)
     log.info("ray: %s CPUs, %s GPUs", cluster_cpus(), ray.cluster_resources().get("GPU", 0))
 
 

@@ -214,6 +214,7 @@ def run_pool(cfg: RunConfig, out: Path) -> dict:
     else:
         train_items = eval_items = []
         train_recs, eval_recs = _testbed_records(cfg)
+        (out / "ground_truth.json").write_text(json.dumps(testbed.ground_truth(), indent=2))
     log.info("pool: reading %s", [i["path"] for i in train_items] or "the synthetic testbed")
     parsed = _read(cfg, train_items, train_recs)
     dups = _duplicates(parsed.filter(lambda r: r["error"] == ""))

@@ -120,10 +120,20 @@ class Engine:
             tokenizer.save_pretrained(path)
 
 
+def _sum_over_workers(value: int, world: int) -> int:
+    if world == 1:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.long)
+    dist.all_reduce(t)
+    return int(t.item())
+
+
 def _global_batches(shard, global_batch: int):
-    for batch in shard.iter_batches(batch_size=global_batch, batch_format="numpy",
-                                    drop_last=True, prefetch_batches=1):
-        yield batch
+    yield from shard.iter_batches(batch_size=global_batch, batch_format="numpy",
+                                    drop_last=True, prefetch_batches=1)
 
 
 def train_loop(config: dict) -> None:
@@ -155,14 +165,16 @@ def train_loop(config: dict) -> None:
         total = min(total, tc["max_steps"])
     engine = Engine(model, tc, total, world)
 
-    step, history = 0, []
+    step, state = 0, {"history": [], "resumed_from": [], "batch_ids": []}
     ckpt = ray.train.get_checkpoint()
     if ckpt:
         with ckpt.as_directory() as d:
             if os.path.exists(os.path.join(d, FINAL)):
                 return  # finished before an interruption; the export is already reported
             step = engine.load(d)
-            history = json.loads(Path(d, HISTORY).read_text())
+            state = json.loads(Path(d, HISTORY).read_text())
+            state["resumed_from"].append(step)
+    history = state["history"]
     shard = ray.train.get_dataset_shard("train")
     t0, tokens, losses = time.time(), 0, []
     while step < total:
@@ -170,30 +182,35 @@ def train_loop(config: dict) -> None:
         for k, batch in enumerate(_global_batches(shard, B * world)):
             if k < skip:
                 continue
+            if tc["log_batch_ids"] and rank == 0:
+                state["batch_ids"].append([str(i) for i in batch["id"]])
             rows = batch["messages"][rank * B : (rank + 1) * B]
             inputs = collate(tokenizer, [as_messages(m) for m in rows], tc["max_seq_len"])
             losses.append(engine.step(inputs))
             tokens += int(inputs["attention_mask"].sum())
             step += 1
             if step % tc["log_every"] == 0 or step == total:
+                seen = _sum_over_workers(tokens, world)  # non-padding tokens, all workers
                 rec = {"step": step, "epoch": epoch, "loss": sum(losses) / len(losses),
-                       "lr": engine.lr(), "tokens_per_s": tokens * world / (time.time() - t0)}
+                       "lr": engine.lr(), "tokens": seen,
+                       "tokens_per_s": seen / (time.time() - t0)}
                 history.append(rec)
                 losses = []
-            save = step % tc["checkpoint_every"] == 0 or step == total
-            if save:
+            if step % tc["checkpoint_every"] == 0 or step == total:
                 with tempfile.TemporaryDirectory() as d:
                     engine.save(d, step, rank)
                     if rank == 0:
-                        Path(d, HISTORY).write_text(json.dumps(history))
+                        Path(d, HISTORY).write_text(json.dumps(state))
                     ray.train.report(dict(history[-1]) if history else {"step": step},
                                      checkpoint=Checkpoint.from_directory(d))
+            if step == tc["fail_at_step"] and not state["resumed_from"]:
+                raise RuntimeError(f"fault injection: train.fail_at_step={step}")
             if step >= total or (k + 1) == steps_per_epoch:
                 break
     with tempfile.TemporaryDirectory() as d:
         engine.export(d, rank, tokenizer)
         if rank == 0:
-            Path(d, HISTORY).write_text(json.dumps(history))
+            Path(d, HISTORY).write_text(json.dumps(state))
             Path(d, FINAL).write_text(json.dumps({"steps": total}))
         ray.train.report(dict(history[-1], final=True) if history else {"final": True},
                          checkpoint=Checkpoint.from_directory(d) if rank == 0 else None)

@@ -65,8 +65,10 @@ def build_model(mc: ModelConfig, tokenizer, seed: int):
     common = dict(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                   eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     if mc.arch == "gpt2":
+        # No dropout: small models on exact tasks do not need it, and resume is exact.
         config = GPT2Config(n_layer=mc.n_layer, n_embd=mc.n_embd, n_head=mc.n_head,
-                            n_positions=mc.max_positions, **common)
+                            n_positions=mc.max_positions, resid_pdrop=0.0, embd_pdrop=0.0,
+                            attn_pdrop=0.0, **common)
         return GPT2LMHeadModel(config)
     config = LlamaConfig(num_hidden_layers=mc.n_layer, hidden_size=mc.n_embd,
                          num_attention_heads=mc.n_head, intermediate_size=4 * mc.n_embd,

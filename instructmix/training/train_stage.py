@@ -34,8 +34,9 @@ def trainer_for(cfg: RunConfig, model: str, train_file: Path, storage: Path, nam
     rows = pq.read_metadata(train_file).num_rows
     # Materialised here, so the workers' iteration needs no read tasks: with every CPU
     # given to a training worker, a lazy read would wait for a CPU forever.
-    ds = ray.data.read_parquet(str(train_file), columns=["messages"]).materialize()
-    env = {"DS_ACCELERATOR": "cuda" if tc.use_gpu else "cpu", "HF_HUB_OFFLINE": "1"}
+    ds = ray.data.read_parquet(str(train_file), columns=["id", "messages"]).materialize()
+    env = {"DS_ACCELERATOR": "cuda" if tc.use_gpu else "cpu",
+           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     return TorchTrainer(
         train_loop,
         train_loop_config={"model_path": model, "train": tc.model_dump(), "seed": cfg.seed,
@@ -45,7 +46,7 @@ def trainer_for(cfg: RunConfig, model: str, train_file: Path, storage: Path, nam
                                      resources_per_worker={"CPU": tc.cpus_per_worker}),
         run_config=RunConfig(name=name, storage_path=str(storage.resolve()),
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
-                             failure_config=FailureConfig(max_failures=1),
+                             failure_config=FailureConfig(max_failures=tc.max_failures),
                              worker_runtime_env={"env_vars": env}),
         datasets={"train": ds},
         dataset_config=DataConfig(datasets_to_split=[],
@@ -62,10 +63,13 @@ def run_train(cfg: RunConfig, out: Path) -> dict:
         if not Path(d, FINAL).is_file():
             raise RuntimeError(f"training ended without a final export (last checkpoint {d})")
         shutil.copytree(d, out / "model", dirs_exist_ok=True)
-    history = json.loads((out / "model" / HISTORY).read_text())
-    (out / "history.json").write_text(json.dumps(history, indent=1))
-    last = history[-1] if history else {}
+    state = json.loads((out / "model" / HISTORY).read_text())
+    (out / "history.json").write_text(json.dumps(state["history"], indent=1))
+    if state["batch_ids"]:
+        (out / "batch_ids.json").write_text(json.dumps(state["batch_ids"]))
+    last = state["history"][-1] if state["history"] else {}
     summary = {"steps": last.get("step"), "final_loss": last.get("loss"),
-               "tokens_per_s": last.get("tokens_per_s"), "model": str(out / "model")}
+               "tokens_per_s": last.get("tokens_per_s"), "resumed_from": state["resumed_from"],
+               "model": str(out / "model")}
     log.info("train: %s", summary)
     return summary

@@ -1,0 +1,93 @@
+"""Pool stage (Ray Data) rows/s against a plain single-process loop, side by side.
+
+Both embed the same rows with the same model (all-MiniLM-L6-v2, same truncation and
+length-sorted batches) and count tokens. The plain loop uses every core through torch
+threads; the Ray stage additionally reads, validates, dedupes, assigns categories and
+writes Parquet. Ray start-up is excluded (a cluster is up before a stage runs).
+
+    python bench/pool_throughput.py [--rows 5000] [--source testbed|niv2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from instructmix.cluster import ensure_ray  # noqa: E402
+from instructmix.config import RunConfig  # noqa: E402
+from instructmix.data.embed import TextEncoder, embed_in_length_order  # noqa: E402
+from instructmix.data.pool import run_pool  # noqa: E402
+from instructmix.data.testbed import generate  # noqa: E402
+
+NIV2 = Path(__file__).resolve().parents[2] / "shared/data/niv2/niv2_definitions_pos_example.jsonl"
+
+
+def rows_for(source: str, n: int) -> list[dict]:
+    if source == "niv2":
+        if not NIV2.is_file():
+            sys.exit(f"--source niv2 needs {NIV2}")
+        lines = NIV2.read_text().splitlines()
+        rows = [json.loads(x) for x in lines]
+        rows = [{"instruction": r["instruction"], "input": r.get("input") or "",
+                 "output": r["output"], "id": f"r{k}"} for k, r in
+                enumerate(rows * (n // len(rows) + 1))][:n]
+        return rows
+    train, _ = generate(0, n // 9 + 1, 1)
+    return [{"instruction": r["messages"][0]["content"], "input": "",
+             "output": r["answer"], "id": r["id"]} for r in train[:n]]
+
+
+def plain_loop(rows: list[dict], batch: int) -> float:
+    torch.set_num_threads(os.cpu_count())
+    enc = TextEncoder("minilm", None, 128, threads=os.cpu_count())
+    t0 = time.perf_counter()
+    prompts = [f"{r['instruction']}\n\n{r['input']}".strip() for r in rows]
+    embed_in_length_order(enc, prompts, batch)
+    enc.count_tokens([f"{p}\n{r['output']}" for p, r in zip(prompts, rows, strict=True)])
+    return time.perf_counter() - t0
+
+
+def ray_stage(rows: list[dict], batch: int, tmp: Path) -> float:
+    src = tmp / "rows.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = RunConfig.model_validate({"run_dir": str(tmp / "run"), "pool": {
+        "sources": [{"path": str(src), "format": "alpaca"}], "embed_batch_size": batch}})
+    out = tmp / "run" / "pool"
+    out.mkdir(parents=True)
+    t0 = time.perf_counter()
+    run_pool(cfg, out)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=5000)
+    ap.add_argument("--source", choices=["testbed", "niv2"], default="testbed")
+    ap.add_argument("--batch", type=int, default=64)
+    args = ap.parse_args()
+    rows = rows_for(args.source, args.rows)
+    ensure_ray()
+    with tempfile.TemporaryDirectory() as tmp:
+        t_ray = ray_stage(rows, args.batch, Path(tmp))
+    t_plain = plain_loop(rows, args.batch)
+    print(json.dumps({
+        "bench": "pool_throughput", "source": args.source, "rows": len(rows),
+        "cpus": os.cpu_count(),
+        "plain_loop_rows_per_s": round(len(rows) / t_plain, 1),
+        "ray_pool_stage_rows_per_s": round(len(rows) / t_ray, 1),
+        "ratio_ray_over_plain": round(t_plain / t_ray, 2),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
