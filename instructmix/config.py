@@ -132,6 +132,7 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
+    use_gpu: bool = Field(False, description="One scoring task per GPU instead of per CPU.")
     max_new_tokens: int = Field(24, ge=1)
     batch_size: int = Field(64, ge=1)
 

@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -32,17 +33,19 @@ def head_node(tmp_path):
     if not (BIN / "ray").exists():
         pytest.skip("the ray CLI is not installed next to this Python")
     gcs, dash = _free_port(), _free_port()
+    temp = tempfile.mkdtemp(prefix="imray", dir="/tmp")  # unix socket paths must stay short
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", RAY_AUTH_MODE="token",
                HF_HUB_OFFLINE="1")
     env.pop("RAY_ADDRESS", None)
     start = _ray(env, "start", "--head", f"--port={gcs}", f"--dashboard-port={dash}",
                  "--num-cpus=2", "--include-dashboard=true", "--disable-usage-stats",
-                 f"--temp-dir={tmp_path / 'ray'}")
+                 f"--temp-dir={temp}")
     assert start.returncode == 0, start.stderr[-2000:]
     try:
         yield env, f"http://127.0.0.1:{dash}"
     finally:
         _ray(env, "stop", "--force", timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_job_submit_runs_the_pipeline(head_node, tmp_path):

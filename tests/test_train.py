@@ -41,8 +41,9 @@ def test_zero_stage_on_two_cpu_workers(prepared, tmp_path, stage, precision):
     assert all(h["loss"] > 0 and h["tokens_per_s"] > 0 for h in history)
     # both ranks wrote their ZeRO partitions into the same checkpoint
     ckpts = sorted((run_dir / "train" / "ray_results" / "sft").glob("checkpoint_*/ckpt"))
-    assert ckpts and {p.name for p in ckpts[-1].iterdir()} >= {
-        "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"}
+    names = [p.name for p in ckpts[-1].iterdir()] if ckpts else []
+    for rank in (0, 1):  # (bf16 runs prefix the names with "bf16_")
+        assert any(f"zero_pp_rank_{rank}_mp_rank_00_optim_states.pt" in n for n in names), names
     # the HF export is complete (ZeRO-3 gathers partitioned weights) and loads
     model_dir = run_dir / "train" / "model"
     assert (model_dir / "model.safetensors").is_file()
@@ -56,15 +57,16 @@ def test_zero_stage_on_two_cpu_workers(prepared, tmp_path, stage, precision):
 
 def test_worker_failure_resumes_from_checkpoint_exactly(prepared, tmp_path):
     clean_dir, faulty_dir = _copy(prepared, tmp_path / "a"), _copy(prepared, tmp_path / "b")
-    run_stage(tiny_config(clean_dir), BY_NAME["train"])
-    cfg = tiny_config(faulty_dir, train={"fail_at_step": 3, "max_failures": 1})
+    run_stage(tiny_config(clean_dir, train={"checkpoint_every": 2}), BY_NAME["train"])
+    cfg = tiny_config(faulty_dir, train={"checkpoint_every": 2, "fail_at_step": 4,
+                                         "max_failures": 1})
     summary = run_stage(cfg, BY_NAME["train"])["summary"]
-    assert summary["resumed_from"] == [3]
+    assert summary["resumed_from"] == [4]
     clean = json.loads((clean_dir / "train" / "history.json").read_text())
     resumed = json.loads((faulty_dir / "train" / "history.json").read_text())
     assert [h["step"] for h in resumed] == [2, 4, 6]
     for a, b in zip(clean, resumed, strict=True):
-        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
 
 
 def test_rerun_of_killed_stage_resumes(prepared, tmp_path):

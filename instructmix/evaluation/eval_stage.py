@@ -38,16 +38,23 @@ def summarise(scored: list[dict]) -> dict:
 
 
 def evaluate(model_dir: str, rows: list[dict], cfg: RunConfig) -> list[dict]:
-    """Score rows with Ray tasks, one chunk per CPU (1 torch thread each)."""
+    """Score rows with Ray tasks: one chunk per CPU (1 torch thread each) or per GPU."""
     import ray
 
     from instructmix.evaluation.scoring import score_rows
 
-    task = ray.remote(num_cpus=1)(score_rows)
-    n = max(1, min(cluster_cpus(), len(rows)))
+    if cfg.eval.use_gpu:
+        task, slots = ray.remote(num_gpus=1)(score_rows), int(
+            ray.cluster_resources().get("GPU", 0))
+        if slots == 0:
+            raise RuntimeError("eval.use_gpu is set but the Ray cluster has no GPU")
+    else:
+        task, slots = ray.remote(num_cpus=1)(score_rows), cluster_cpus()
+    n = max(1, min(slots, len(rows)))
     chunks = [rows[k::n] for k in range(n)]
+    device = "cuda" if cfg.eval.use_gpu else "cpu"
     refs = [task.remote(model_dir, c, cfg.eval.batch_size, cfg.eval.max_new_tokens,
-                        cfg.train.max_seq_len) for c in chunks if c]
+                        cfg.train.max_seq_len, device) for c in chunks if c]
     return [r for part in ray.get(refs) for r in part]
 
 

@@ -11,19 +11,21 @@ def normalise(text: str) -> str:
     return " ".join(text.strip().split())
 
 
-def load(model_dir: str, threads: int = 1):
+def load(model_dir: str, device: str = "cpu", threads: int = 1):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(threads)
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
     return model, tok
 
 
 @torch.inference_mode()
 def response_losses(model, tok, messages: list[list[dict]], max_len: int) -> list[float]:
-    batch = collate(tok, messages, max_len)
+    batch = {k: v.to(model.device) for k, v in collate(tok, messages, max_len).items()}
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logits = logits.float()
     labels = batch["labels"][:, 1:]
     nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels,
                                             ignore_index=IGNORE, reduction="none")
@@ -36,16 +38,17 @@ def generate(model, tok, messages: list[list[dict]], max_new_tokens: int) -> lis
     prompts = [tok.apply_chat_template(m[:-1], tokenize=False, add_generation_prompt=True)
                for m in messages]
     tok.padding_side = "left"
-    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(
+        model.device)
     out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
 def score_rows(model_dir: str, rows: list[dict], batch_size: int, max_new_tokens: int,
-               max_len: int) -> list[dict]:
+               max_len: int, device: str = "cpu") -> list[dict]:
     """rows: {id, category, messages, answer} -> {id, category, loss, prediction, correct}."""
-    model, tok = load(model_dir)
+    model, tok = load(model_dir, device)
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
