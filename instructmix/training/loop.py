@@ -120,15 +120,15 @@ class Engine:
             tokenizer.save_pretrained(path)
 
 
-def _sum_over_workers(value: int, world: int) -> int:
+def _sum_over_workers(values: list[float], world: int) -> list[float]:
     if world == 1:
-        return value
+        return values
     import torch
     import torch.distributed as dist
 
-    t = torch.tensor([value], dtype=torch.long)
+    t = torch.tensor(values, dtype=torch.float64)
     dist.all_reduce(t)
-    return int(t.item())
+    return t.tolist()
 
 
 def _global_batches(shard, global_batch: int):
@@ -190,12 +190,16 @@ def train_loop(config: dict) -> None:
             tokens += int(inputs["attention_mask"].sum())
             step += 1
             if step % tc["log_every"] == 0 or step == total:
-                seen = _sum_over_workers(tokens, world)  # non-padding tokens, all workers
-                rec = {"step": step, "epoch": epoch, "loss": sum(losses) / len(losses),
-                       "lr": engine.lr(), "tokens": seen,
+                # mean loss over the window and the workers; non-padding tokens of all workers
+                loss_sum, seen = _sum_over_workers([sum(losses) / len(losses), tokens], world)
+                rec = {"step": step, "epoch": epoch, "loss": loss_sum / world,
+                       "lr": engine.lr(), "tokens": int(seen),
                        "tokens_per_s": seen / (time.time() - t0)}
                 history.append(rec)
                 losses = []
+                if rank == 0:
+                    print(f"train: step {step}/{total} loss {rec['loss']:.4f} "
+                          f"{rec['tokens_per_s']:.0f} tokens/s", flush=True)
             if step % tc["checkpoint_every"] == 0 or step == total:
                 with tempfile.TemporaryDirectory() as d:
                     engine.save(d, step, rank)
