@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -148,3 +150,46 @@ def test_alpha_from_proportions_and_input_validation():
         solve_mixture(problem(trust_region=0.1))
     with pytest.raises(ValueError, match="gamma must have shape"):
         solve_mixture(MixtureProblem(CATS, np.eye(2), np.ones(3), np.array([1, 1, 1]), 2))
+
+
+def _brute_force(w, avail, budget, unit, slack, floors, cur, tr):
+    best = -np.inf
+    ranges = (range(int(f), int(a) + 1) for f, a in zip(floors, avail, strict=True))
+    for x in itertools.product(*ranges):
+        x = np.array(x, dtype=float)
+        if not budget - slack - 1e-9 <= unit @ x <= budget + 1e-9:
+            continue
+        if unit @ np.abs(x - cur) <= 2 * tr * budget + 1e-9:
+            best = max(best, float(w @ x))
+    return best
+
+
+@pytest.mark.parametrize("tr", [0.05, 0.2])
+@pytest.mark.parametrize("seed", range(6))
+def test_milp_cuts_keep_the_true_optimum(seed, tr):
+    # The hull and parity cuts must never cut off the best integer mixture.
+    rng = np.random.default_rng(seed)
+    avail = rng.integers(3, 9, size=3)
+    tokens = seed % 2 == 1
+    unit = rng.integers(1, 4, size=3).astype(float) if tokens else np.ones(3)
+    budget = int(0.6 * (unit @ avail))
+    cur = avail * budget / (unit @ avail)
+    if seed % 3 == 0:
+        cur = np.floor(cur)
+    floors = np.array([1, 0, 1])
+    gamma = rng.normal(size=(3, 3))
+    p = MixtureProblem(CATS, gamma, np.ones(3), avail, budget, floors=floors, current=cur,
+                       trust_region=tr, tokens_per_item=unit if tokens else None)
+    slack = unit.max() if tokens else 0.0
+    expected = _brute_force(gamma.T @ np.ones(3), avail, budget, unit, slack, floors, cur, tr)
+    if expected == -np.inf:
+        with pytest.raises(InfeasibleMixture):
+            solve_mixture(p)
+    else:
+        assert solve_mixture(p).objective == pytest.approx(expected, abs=1e-6)
+
+
+def test_solver_log_does_not_reach_stdout(capfd):
+    solve_mixture(problem(integer=False))
+    solve_mixture(problem(current=np.array([40.0, 30.0, 30.0]), trust_region=0.05))
+    assert capfd.readouterr().out == ""
