@@ -75,7 +75,7 @@ class EmbedBatch:
 
     def __call__(self, batch: dict) -> dict:
         texts = [str(t) for t in batch["prompt_text"]]
-        batch["embedding"] = list(embed_in_length_order(self.encoder, texts, self.batch_size))
+        batch["embedding"] = embed_in_length_order(self.encoder, texts, self.batch_size)
         full = [f"{p}\n{r}" for p, r in zip(texts, batch["response_text"], strict=True)]
         batch["n_tokens"] = self.encoder.count_tokens(full)
         return batch

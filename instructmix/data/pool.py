@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -145,20 +146,32 @@ def _read(cfg: RunConfig, items: list[dict], records: list[dict] | None):
                           batch_format="numpy", batch_size=1024).materialize()
 
 
-def _duplicates(accepted) -> dict[int, str]:
-    """order -> reason for every row whose id was already seen (first occurrence wins)."""
-    table = accepted.select_columns(["id", "order", "origin"]).to_pandas()
-    table = table.sort_values("order", kind="stable")
-    first = table.drop_duplicates("id", keep="first").set_index("id")["origin"]
-    dup = table[table.duplicated("id", keep="first")]
-    return {int(o): f"duplicate id {i!r} (first at {first[i]})"
-            for o, i in zip(dup["order"], dup["id"], strict=True)}
+def _index(parsed):
+    """Driver-side view of every row read (no text): origin, id, error, category."""
+    cols = ["id", "order", "origin", "source", "error", "raw_text", "category"]
+    return parsed.select_columns(cols).to_pandas().sort_values("order", kind="stable")
 
 
-def _mark_duplicates(batch: dict, dups: dict[int, str]) -> dict:
-    batch["error"] = np.array([dups.get(int(o), e) for o, e in
-                               zip(batch["order"], batch["error"], strict=True)], dtype=object)
-    return batch
+def _mark_duplicates(index) -> set[int]:
+    """Reject every row whose id was already seen (first by file and line wins); returns the
+    `order` keys of those rows."""
+    ok = index[index["error"] == ""]
+    first = ok.drop_duplicates("id", keep="first").set_index("id")["origin"]
+    dup = ok[ok.duplicated("id", keep="first")]
+    for row_key, rid in zip(dup.index, dup["id"], strict=True):
+        index.at[row_key, "error"] = f"duplicate id {rid!r} (first at {first[rid]})"
+    return {int(o) for o in dup["order"]}
+
+
+def _keep_accepted(batch: dict, drop: set[int]) -> dict:
+    keep = np.array([e == "" and int(o) not in drop
+                     for e, o in zip(batch["error"], batch["order"], strict=True)], dtype=bool)
+    return {k: v[keep] for k, v in batch.items()}
+
+
+def _rejected_rows(index) -> list[dict]:
+    rej = index[index["error"] != ""][["origin", "source", "id", "error", "raw_text"]]
+    return rej.rename(columns={"error": "reason"}).to_dict("records")
 
 
 def _finalise(batch: dict) -> dict:
@@ -173,11 +186,9 @@ def _assign_categories(ds, k: int, seed: int):
     """k-means on the embeddings of rows without a category -> 'cluster-NN'."""
     from sklearn.cluster import KMeans
 
-    missing = ds.filter(lambda r: r["category"] == "").select_columns(["embedding"])
-    n = missing.count()
-    if n == 0:
-        return ds, 0
-    emb = np.stack(missing.to_pandas()["embedding"].to_numpy())
+    table = ds.select_columns(["category", "embedding"]).to_pandas()
+    emb = np.stack(table.loc[table["category"] == "", "embedding"].to_numpy())
+    n = len(emb)
     km = KMeans(n_clusters=min(k, n), n_init=4, random_state=seed).fit(emb)
     centers = km.cluster_centers_.astype(np.float32)
 
@@ -191,14 +202,7 @@ def _assign_categories(ds, k: int, seed: int):
         batch["category"] = cats
         return batch
 
-    return ds.map_batches(assign, batch_format="numpy"), n
-
-
-def _rejected_rows(parsed) -> list[dict]:
-    rej = parsed.filter(lambda r: r["error"] != "")
-    cols = ["origin", "source", "id", "error", "raw_text"]
-    return rej.select_columns(cols).to_pandas().rename(columns={"error": "reason"}).to_dict(
-        "records")
+    return ds.map_batches(assign, batch_format="numpy")
 
 
 def run_pool(cfg: RunConfig, out: Path) -> dict:
@@ -216,38 +220,52 @@ def run_pool(cfg: RunConfig, out: Path) -> dict:
         train_recs, eval_recs = _testbed_records(cfg)
         (out / "ground_truth.json").write_text(json.dumps(testbed.ground_truth(), indent=2))
     log.info("pool: reading %s", [i["path"] for i in train_items] or "the synthetic testbed")
+    t0 = time.time()
     parsed = _read(cfg, train_items, train_recs)
-    dups = _duplicates(parsed.filter(lambda r: r["error"] == ""))
-    if dups:
-        parsed = parsed.map_batches(_mark_duplicates, fn_kwargs={"dups": dups},
-                                    batch_format="numpy").materialize()
-    rejected = _rejected_rows(parsed)
-    accepted = parsed.filter(lambda r: r["error"] == "").materialize()
+    index = _index(parsed)
+    duplicates = _mark_duplicates(index)
+    rejected = _rejected_rows(index)
+    n_read, n_accepted = len(index), int((index["error"] == "").sum())
+    if n_accepted == 0:
+        raise ValueError(f"pool: none of {n_read} rows was accepted; first reasons: "
+                         f"{[r['reason'] for r in rejected[:3]]}")
     actors = pc.embed_actors or cluster_cpus()
-    # Enough blocks that every actor has work: a few batches per actor at least.
-    blocks = max(actors * 4, accepted.count() // (4 * pc.embed_batch_size) + 1)
-    log.info("pool: embedding %d rows with %d actors", accepted.count(), actors)
-    embedded = accepted.repartition(blocks).map_batches(
-        EmbedBatch,
-        fn_constructor_kwargs={"embedder": pc.embedder, "tokenizer": pc.tokenizer,
-                               "max_tokens": pc.max_embed_tokens,
-                               "batch_size": pc.embed_batch_size},
-        batch_size=max(pc.embed_batch_size, 256), batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=0.5,
-    ).materialize()
-    embedded, n_clustered = _assign_categories(embedded, pc.num_clusters, cfg.seed)
-    final = embedded.map_batches(_finalise, batch_format="numpy").drop_columns(["order"])
-    shards = out / "shards"
-    final.write_parquet(str(shards))
+    # A few large batches per actor: every actor gets work, and each batch is embedded in
+    # length order (less padding than small batches).
+    per_batch = int(np.clip(n_accepted // (actors * 4) + 1, 256, 4096))
+    log.info("pool: read and validated %d rows in %.1f s; embedding %d with %d actors",
+             n_read, time.time() - t0, n_accepted, actors)
+    t0 = time.time()
+    embedded = (
+        parsed.map_batches(_keep_accepted, fn_kwargs={"drop": duplicates}, batch_format="numpy")
+        .repartition(-(-n_accepted // per_batch))
+        .map_batches(
+            EmbedBatch,
+            fn_constructor_kwargs={"embedder": pc.embedder, "tokenizer": pc.tokenizer,
+                                   "max_tokens": pc.max_embed_tokens,
+                                   "batch_size": pc.embed_batch_size},
+            batch_size=per_batch, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=0.5)
+    )
+    n_uncategorised = int(((index["error"] == "") & (index["category"] == "")).sum())
+    if n_uncategorised:
+        embedded = _assign_categories(embedded.materialize(), pc.num_clusters, cfg.seed)
+    final = (embedded.map_batches(_finalise, batch_format="numpy")
+             .drop_columns(["order"]).materialize())
+    log.info("pool: embedded in %.1f s", time.time() - t0)
+    final.write_parquet(str(out / "shards"))
 
     n_eval_rejected = 0
     eval_rows: list[dict] = []
     if eval_items or eval_recs:
         parsed_eval = _read(cfg, eval_items, eval_recs)
-        eval_rej = _rejected_rows(parsed_eval)
+        eval_index = _index(parsed_eval)
+        eval_dups = _mark_duplicates(eval_index)
+        eval_rej = _rejected_rows(eval_index)
         n_eval_rejected = len(eval_rej)
         rejected += [dict(r, split="eval") for r in eval_rej]
-        eval_rows = (parsed_eval.filter(lambda r: r["error"] == "")
+        eval_rows = (parsed_eval.map_batches(_keep_accepted, fn_kwargs={"drop": eval_dups},
+                                             batch_format="numpy")
                      .map_batches(_finalise, batch_format="numpy")
                      .drop_columns(["order"]).take_all())
     pq.write_table(pa.Table.from_pylist(eval_rows) if eval_rows else pa.table({}),
@@ -257,17 +275,15 @@ def run_pool(cfg: RunConfig, out: Path) -> dict:
             f.write(json.dumps(r, default=str) + "\n")
 
     stats_table = final.select_columns(["category", "n_tokens", "source"]).to_pandas()
-    n_read = parsed.count()
-    n_accepted = len(stats_table)
     n_rejected = len(rejected) - n_eval_rejected
     stats = {
         "read": n_read,
         "accepted": n_accepted,
         "rejected": n_rejected,
-        "counts_add_up": n_read == n_accepted + n_rejected,
+        "counts_add_up": n_read == n_accepted + n_rejected == len(stats_table) + n_rejected,
         "rejected_by_reason": dict(Counter(_reason_kind(r["reason"]) for r in rejected
                                            if r.get("split") != "eval")),
-        "categories_assigned_by_kmeans": n_clustered,
+        "categories_assigned_by_kmeans": n_uncategorised,
         "per_category": {
             c: {"items": int(len(g)), "tokens": int(g["n_tokens"].sum())}
             for c, g in sorted(stats_table.groupby("category"), key=lambda kv: kv[0])
@@ -282,8 +298,6 @@ def run_pool(cfg: RunConfig, out: Path) -> dict:
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
     log.info("pool: read %d, accepted %d, rejected %d (%s)", n_read, n_accepted, n_rejected,
              stats["rejected_by_reason"])
-    if n_accepted == 0:
-        raise ValueError("pool: no row was accepted; see pool/rejected.jsonl for the reasons")
     return {k: stats[k] for k in ("read", "accepted", "rejected")}
 
 
