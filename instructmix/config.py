@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -146,6 +153,12 @@ class RunConfig(Section):
     select: SelectConfig = Field(default_factory=SelectConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @field_validator("run_dir")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        """Workers run in other directories: a relative run_dir is made absolute here."""
+        return str(Path(v).expanduser().resolve())
 
 
 def _parse_value(text: str) -> Any:
