@@ -11,6 +11,7 @@ fingerprint changed is cleared and run afresh.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import shutil
@@ -33,49 +34,28 @@ class Stage:
     needs_ray: bool = True
 
 
-def _pool(cfg, out):
-    from instructmix.data.pool import run_pool
+def _lazy(module: str, name: str) -> Callable[[RunConfig, Path], dict]:
+    """A stage function imported only when the stage runs (keeps `--help` and config
+    errors fast, before torch/Ray are imported)."""
 
-    return run_pool(cfg, out)
+    def run(cfg: RunConfig, out: Path) -> dict:
+        return getattr(importlib.import_module(module), name)(cfg, out)
 
-
-def _model(cfg, out):
-    from instructmix.training.model_factory import run_model
-
-    return run_model(cfg, out)
-
-
-def _select(cfg, out):
-    from instructmix.selectors.iid import run_select
-
-    return run_select(cfg, out)
-
-
-def _train(cfg, out):
-    from instructmix.training.train_stage import run_train
-
-    return run_train(cfg, out)
-
-
-def _eval(cfg, out):
-    from instructmix.evaluation.eval_stage import run_eval
-
-    return run_eval(cfg, out)
-
-
-def _report(cfg, out):
-    from instructmix.evaluation.report import run_report
-
-    return run_report(cfg, out)
+    return run
 
 
 STAGES: list[Stage] = [
-    Stage("pool", (), ("seed", "pool"), _pool),
-    Stage("model", ("pool",), ("seed", "model"), _model, needs_ray=False),
-    Stage("select", ("pool",), ("seed", "select"), _select),
-    Stage("train", ("model", "select"), ("seed", "train"), _train),
-    Stage("eval", ("train", "pool"), ("eval",), _eval),
-    Stage("report", ("pool", "select", "train", "eval"), (), _report, needs_ray=False),
+    Stage("pool", (), ("seed", "pool"), _lazy("instructmix.data.pool", "run_pool")),
+    Stage("model", ("pool",), ("seed", "model"),
+          _lazy("instructmix.training.model_factory", "run_model"), needs_ray=False),
+    Stage("select", ("pool",), ("seed", "select"),
+          _lazy("instructmix.selectors.iid", "run_select")),
+    Stage("train", ("model", "select"), ("seed", "train"),
+          _lazy("instructmix.training.train_stage", "run_train")),
+    Stage("eval", ("train", "pool"), ("eval",),
+          _lazy("instructmix.evaluation.eval_stage", "run_eval")),
+    Stage("report", ("pool", "select", "train", "eval"), (),
+          _lazy("instructmix.evaluation.report", "run_report"), needs_ray=False),
 ]
 BY_NAME = {s.name: s for s in STAGES}
 
