@@ -72,6 +72,14 @@ def test_parquet_mapping_and_kmeans_categories(ray_local, tmp_path):
     assert {r["category"] for r in accepted} == {"cluster-00", "cluster-01"}
 
 
+def test_json_array_file(ray_local, tmp_path):
+    rows = [{"instruction": f"say {k}", "output": str(k)} for k in range(5)] + [{"x": 1}]
+    (tmp_path / "rows.json").write_text(json.dumps(rows, indent=2))
+    _, stats, rejected, accepted = _run(tmp_path, [{"path": str(tmp_path / "rows.json")}])
+    assert stats["read"] == 6 and len(accepted) == 5
+    assert rejected[0]["origin"].endswith("rows.json:item6")
+
+
 def test_testbed_pool_writes_eval_and_ground_truth(ray_local, tmp_path):
     summary, stats, rejected, accepted = _run(tmp_path, [])
     assert summary["accepted"] == 9 * 40 and not rejected

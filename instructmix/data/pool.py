@@ -42,6 +42,19 @@ def list_files(path: str) -> list[str]:
     raise FileNotFoundError(f"pool source not found: {path}")
 
 
+def _is_json_array(path: str) -> bool:
+    """A .json file holding one array of rows (else it is read as JSON lines)."""
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip()
+    if not head.startswith(b"["):
+        return False
+    try:
+        with open(path, "rb") as f:
+            return isinstance(json.load(f), list)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
 def read_records(item: dict) -> list[dict]:
     """One file -> raw records (bytes) with their origin; runs as a Ray task per file."""
     path, limit = item["path"], item["limit"]
@@ -52,6 +65,11 @@ def read_records(item: dict) -> list[dict]:
                 break
             raw = json.dumps(row, default=str).encode()
             out.append({"origin": f"{path}:row{k + 1}", "raw": raw})
+    elif path.endswith(".json") and _is_json_array(path):
+        with open(path, "rb") as f:
+            rows = json.load(f)
+        for k, row in enumerate(rows[:limit] if limit else rows):
+            out.append({"origin": f"{path}:item{k + 1}", "raw": json.dumps(row).encode()})
     else:
         with open(path, "rb") as f:
             for k, line in enumerate(f):
