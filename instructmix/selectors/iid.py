@@ -49,6 +49,7 @@ def run_select(cfg: RunConfig, out: Path) -> dict:
     sc = cfg.select
     pool = pq.read_table(Path(cfg.run_dir) / "pool" / "shards",
                          columns=["id", "category", "messages", "answer", "n_tokens"])
+    pool = pool.sort_by("id")  # the sample depends on the seed, not on the shards' order
     order = iid_order(np.asarray(pool.column("n_tokens")), sc.budget, sc.budget_unit, cfg.seed)
     if len(order) == 0:
         raise ValueError(f"select.budget={sc.budget} {sc.budget_unit} selects no row")
