@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 from instructmix.config import ConfigError, json_schema, load_config
 
@@ -43,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         from instructmix.data.testbed import ground_truth
 
         text = json.dumps(ground_truth(), indent=2)
-        print(text) if args.out == "-" else open(args.out, "w").write(text + "\n")
+        if args.out == "-":
+            print(text)
+        else:
+            Path(args.out).write_text(text + "\n")
         return 0
     try:
         cfg = load_config(args.config, args.set)
@@ -51,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.command == "run":
             pipeline.run_all(cfg, args.stop_after)
-            print(f"report: {os.path.join(cfg.run_dir, 'report', 'report.html')}")
+            report = Path(cfg.run_dir) / "report" / "report.html"
+            if report.is_file() and args.stop_after in (None, "report"):
+                print(f"report: {report}")
         else:
             pipeline.run_stage(cfg, pipeline.BY_NAME[args.command], force=args.force)
     except ConfigError as e:

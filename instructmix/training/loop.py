@@ -8,6 +8,7 @@ incomplete global batch of an epoch is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -107,12 +108,13 @@ class Engine:
     def export(self, path: str, rank: int, tokenizer) -> None:
         """HF safetensors in fp32 on rank 0; ZeRO-3 first gathers the partitioned weights."""
         module = self._module()
+        gather = contextlib.nullcontext()
         if self.deepspeed and self.tc["zero_stage"] == 3:
             import deepspeed
 
-            with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
-                state = {k: v.detach().float().clone() for k, v in module.state_dict().items()}
-        else:
+            gather = deepspeed.zero.GatheredParameters(list(module.parameters()),
+                                                       modifier_rank=None)
+        with gather:
             state = {k: v.detach().float().clone() for k, v in module.state_dict().items()}
         if rank == 0:
             module.config.torch_dtype = "float32"
