@@ -11,7 +11,6 @@ import hashlib
 import json
 
 ROLES = {"system", "user", "assistant"}
-CANONICAL_FIELDS = ("id", "category", "messages", "answer", "source", "meta")
 MAPPABLE = ("instruction", "input", "output", "id", "category", "answer")
 
 
