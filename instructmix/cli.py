@@ -1,4 +1,4 @@
-"""`instructmix run|pool|model|select|train|eval|report|schema|testbed`."""
+"""`instructmix run|pool|model|probe|select|train|eval|compare|report|schema|testbed`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 from instructmix.config import ConfigError, json_schema, load_config
+from instructmix.pipeline import STAGES
 
-STAGE_NAMES = ["pool", "model", "select", "train", "eval", "report"]
+STAGE_NAMES = [s.name for s in STAGES]
 
 
 def _parser() -> argparse.ArgumentParser:

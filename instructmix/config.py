@@ -108,10 +108,78 @@ class ModelConfig(Section):
         return self
 
 
+STRATEGIES = ("iid", "proportional", "regmix", "milp")
+NEEDS_PROBES = ("regmix", "milp")
+
+
 class SelectConfig(Section):
-    strategy: Literal["iid"] = "iid"
+    strategy: Literal["iid", "proportional", "regmix", "milp"] = Field(
+        "iid", description="iid: uniform sample; proportional: category counts as in the "
+        "pool; regmix: best of random mixtures under the probes' regression; milp: the "
+        "Beyond-IID mixture (python-mip) from the probes' interaction matrix.")
+    curriculum: Literal["none", "dependency"] = Field(
+        "none", description="Training order: shuffled, or three dependency phases (needs probes).")
+    curriculum_bias: float = Field(3.0, gt=0, description="Phase weight of base/dependent tiers.")
     budget: int = Field(2000, ge=1, description="Items, or tokens when budget_unit=tokens.")
     budget_unit: Literal["items", "tokens"] = "items"
+    alpha: Literal["proportions"] | dict[str, float] = Field(
+        "proportions", description="Importance of each ability: the pool's proportions, or "
+        "target weights per category (missing categories get 0).")
+    robust: bool = Field(False, description="Use the lower confidence bound of gamma.")
+    trust_region: float | None = Field(
+        None, ge=0, le=1, description="Largest share of the budget moved away from the "
+        "proportional mixture (None: no limit).")
+    floor_per_category: int = Field(0, ge=0, description="Minimum items per category.")
+    regmix_samples: int = Field(20000, ge=1, description="Random mixtures scored by regmix.")
+
+    @property
+    def needs_probes(self) -> bool:
+        return self.strategy in NEEDS_PROBES or self.curriculum == "dependency"
+
+
+class ProbesConfig(Section):
+    design: Literal["intervention", "random", "both"] = Field(
+        "both", description="intervention: base mixture D0 plus one probe per category "
+        "(gamma); random: Dirichlet mixtures (regression); both: all probes, gamma from the "
+        "interventions, regression fitted on every probe.")
+    base_per_category: int = Field(100, ge=1, description="Items per category in D0.")
+    add_per_category: int = Field(100, ge=1, description="Items a probe adds to D0.")
+    random_mixtures: int = Field(6, ge=0, description="Random-mixture probes (design b).")
+    seeds: int = Field(2, ge=1, description="Seeds per intervention probe (CIs need >= 2).")
+    valid_per_category: int = Field(
+        40, ge=1, description="Pool rows per category held out to score probes (never "
+        "selected for training; the eval set is never used to choose data).")
+    epochs: int = Field(2, ge=1)
+    micro_batch_size: int = Field(32, ge=1)
+    lr: float | None = Field(None, gt=0, description="None: train.lr.")
+    cpus_per_trial: float = Field(1.0, gt=0)
+    max_concurrent_trials: int | None = Field(None, ge=1, description="None: CPUs / per trial.")
+    max_failures: int = Field(1, ge=0, description="Retries of a failed trial.")
+    ci: float = Field(0.9, gt=0, lt=1, description="Confidence level of the intervals.")
+    dag_threshold: float = Field(0.1, ge=0, description="Least gamma asymmetry of an edge.")
+    fail_trial: str | None = Field(None, description="Testing: this trial fails once.")
+
+
+class CompareConfig(Section):
+    strategies: list[str] = Field(
+        default_factory=list, description="Baselines trained side by side at the select "
+        "budget, each 'STRATEGY' or 'STRATEGY+curriculum' (e.g. milp+curriculum).")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    cpus_per_trial: float = Field(1.0, gt=0)
+
+    @field_validator("strategies")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        for s in v:
+            name, _, extra = s.partition("+")
+            if name not in STRATEGIES or extra not in ("", "curriculum"):
+                raise ValueError(f"unknown strategy {s!r}; use one of {list(STRATEGIES)}, "
+                                 "optionally with '+curriculum'")
+        return v
+
+    @property
+    def needs_probes(self) -> bool:
+        return any(s.split("+")[0] in NEEDS_PROBES or "+" in s for s in self.strategies)
 
 
 class TrainConfig(Section):
@@ -150,9 +218,15 @@ class RunConfig(Section):
     ray: RayConfig = Field(default_factory=RayConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    probes: ProbesConfig = Field(default_factory=ProbesConfig)
     select: SelectConfig = Field(default_factory=SelectConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+
+    @property
+    def needs_probes(self) -> bool:
+        return self.select.needs_probes or self.compare.needs_probes
 
     @field_validator("run_dir")
     @classmethod

@@ -32,6 +32,14 @@ class Stage:
     sections: tuple[str, ...]  # config sections that change its output
     run: Callable[[RunConfig, Path], dict]  # (config, stage dir) -> summary
     needs_ray: bool = True
+    extra: Callable[[RunConfig], dict] | None = None  # more fingerprint inputs
+
+
+def _probe_inputs(cfg: RunConfig) -> dict:
+    """The probe stage runs only when a strategy needs it, and its trials take these
+    training settings from `train` (the rest of `train` does not change them)."""
+    keys = {"lr", "weight_decay", "warmup_steps", "max_seq_len"}
+    return {"needed": cfg.needs_probes, "train": cfg.train.model_dump(include=keys)}
 
 
 def _lazy(module: str, name: str) -> Callable[[RunConfig, Path], dict]:
@@ -48,13 +56,17 @@ STAGES: list[Stage] = [
     Stage("pool", (), ("seed", "pool"), _lazy("instructmix.data.pool", "run_pool")),
     Stage("model", ("pool",), ("seed", "model"),
           _lazy("instructmix.training.model_factory", "run_model"), needs_ray=False),
-    Stage("select", ("pool",), ("seed", "select"),
-          _lazy("instructmix.selectors.iid", "run_select")),
+    Stage("probe", ("pool", "model"), ("seed", "probes"),
+          _lazy("instructmix.probes.probe_stage", "run_probes"), extra=_probe_inputs),
+    Stage("select", ("pool", "probe"), ("seed", "select"),
+          _lazy("instructmix.selectors.select_stage", "run_select"), needs_ray=False),
     Stage("train", ("model", "select"), ("seed", "train"),
           _lazy("instructmix.training.train_stage", "run_train")),
     Stage("eval", ("train", "pool"), ("eval",),
           _lazy("instructmix.evaluation.eval_stage", "run_eval")),
-    Stage("report", ("pool", "select", "train", "eval"), (),
+    Stage("compare", ("pool", "model", "probe"), ("seed", "select", "train", "eval", "compare"),
+          _lazy("instructmix.evaluation.compare", "run_compare")),
+    Stage("report", ("pool", "probe", "select", "train", "eval", "compare"), (),
           _lazy("instructmix.evaluation.report", "run_report"), needs_ray=False),
 ]
 BY_NAME = {s.name: s for s in STAGES}
@@ -72,6 +84,8 @@ def _done(run_dir: Path, name: str) -> dict | None:
 def fingerprint(cfg: RunConfig, stage: Stage, run_dir: Path) -> str:
     data = cfg.model_dump(mode="json")
     parts = {s: data[s] for s in stage.sections}
+    if stage.extra is not None:
+        parts["extra"] = stage.extra(cfg)
     for dep in stage.reads:
         done = _done(run_dir, dep)
         if done is None:

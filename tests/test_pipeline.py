@@ -14,9 +14,10 @@ pytestmark = pytest.mark.slow
 def test_end_to_end_then_resume_between_stages(ray_local, tmp_path):
     cfg = tiny_config(tmp_path / "run")
     first = run_all(cfg, stop_after="select")  # "interrupted" after select
-    assert list(first) == ["pool", "model", "select"]
+    assert list(first) == ["pool", "model", "probe", "select"]
+    assert first["probe"]["summary"]["skipped"]  # iid needs no probes
     done = run_all(cfg)
-    assert all(done[s].get("skipped") for s in ("pool", "model", "select"))
+    assert all(done[s].get("skipped") for s in ("pool", "model", "probe", "select"))
     assert not any(done[s].get("skipped") for s in ("train", "eval", "report"))
     run = tmp_path / "run"
     results = json.loads((run / "eval" / "results.json").read_text())
@@ -29,5 +30,5 @@ def test_end_to_end_then_resume_between_stages(ray_local, tmp_path):
     assert (run / "report" / "report.html").stat().st_size > 1000
     # a changed config re-runs the stages it feeds, and only those
     again = run_all(tiny_config(tmp_path / "run", eval={"max_new_tokens": 4}))
-    assert all(again[s].get("skipped") for s in ("pool", "model", "select", "train"))
+    assert all(again[s].get("skipped") for s in ("pool", "model", "probe", "select", "train"))
     assert not again["eval"].get("skipped") and not again["report"].get("skipped")

@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-STAGES = ["pool", "model", "select", "train", "eval"]
+STAGES = ["pool", "model", "probe", "select", "train", "eval", "compare"]
 EXAMPLES_PER_CATEGORY = 3
 CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;
@@ -243,6 +243,28 @@ def _ground_truth_html(gt) -> str:
     ])
 
 
+def _mix_sections(run_dir: Path, history) -> list[tuple[str, str]]:
+    """Baselines table first, then Γ, the DAG and the mixture (each when its stage ran)."""
+    from instructmix.evaluation import report_mix as rm
+
+    def read(*parts):
+        path = run_dir.joinpath(*parts)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    out = []
+    compare, cost = read("compare", "results.json"), read("probe", "cost.json")
+    tokens = history[-1].get("tokens") if isinstance(history, list) and history else None
+    out.append(("Baselines at equal budget", rm.compare_html(compare, cost, tokens)
+                if compare else cap("not run: compare.strategies is empty")))
+    if inter := read("probe", "interactions.json"):
+        out.append(("Interaction matrix Γ", rm.gamma_html(inter)))
+    if deps := read("probe", "dependencies.json"):
+        out.append(("Dependency DAG", rm.dag_html(deps)))
+    if mixture := read("select", "mixture.json"):
+        out.append(("Mixture", rm.mixture_html(mixture)))
+    return out
+
+
 def run_report(cfg, out: Path) -> dict:
     run_dir, out = Path(cfg.run_dir), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -271,6 +293,10 @@ def run_report(cfg, out: Path) -> dict:
         "eval": {"strategy": strategy, "results": results},
         "stages": stages,
         "ground_truth": gt,
+        "probes": {k: _read_json(run_dir / "probe" / f"{k}.json", [])
+                   for k in ("interactions", "dependencies", "cost")},
+        "mixture": _read_json(run_dir / "select" / "mixture.json", []),
+        "compare": _read_json(run_dir / "compare" / "results.json", []),
         "missing": missing,
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -288,10 +314,13 @@ def run_report(cfg, out: Path) -> dict:
                           "pool = accepted items available; tokens = tokens of the selection.")
                     + svg_bars(sorted(pc), [pc[c] for c in sorted(pc)],
                                f"Selected items per category ({strategy})", digits=0))
-    stage_rows = [[s, fmt(v, 1) if v is not None else f"not available: {run_dir / s}/_DONE.json"]
+    mix_sections = _mix_sections(run_dir, history)
+    stage_rows = [[s, fmt(v, 1) if v is not None else f"not run (no {run_dir / s}/_DONE.json)"]
                   for s, v in stages.items()]
     sections = [
+        *mix_sections[:1],
         ("Evaluation", _eval_html(by_strategy, preds, res_p, pred_p)),
+        *mix_sections[1:],
         ("Training", _train_html(history, train, hist_p)),
         (f"Selection ({strategy})", sel_html),
         ("Data pool", _pool_html(stats, pool_p)),

@@ -49,15 +49,23 @@ def score_rows(model_dir: str, rows: list[dict], batch_size: int, max_new_tokens
                max_len: int, device: str = "cpu") -> list[dict]:
     """rows: {id, category, messages, answer} -> {id, category, loss, prediction, correct}."""
     model, tok = load(model_dir, device)
+    return score_model(model, tok, rows, batch_size, max_new_tokens, max_len)
+
+
+def score_model(model, tok, rows: list[dict], batch_size: int, max_new_tokens: int,
+                max_len: int, generate_answers: bool = True) -> list[dict]:
+    """Score a loaded model; without `generate_answers` only the loss (prediction None)."""
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         msgs = [as_messages(r["messages"]) for r in chunk]
         losses = response_losses(model, tok, msgs, max_len)
-        preds = generate(model, tok, msgs, max_new_tokens)
+        preds = generate(model, tok, msgs, max_new_tokens) if generate_answers else [None] * len(
+            chunk)
         for r, loss, pred in zip(chunk, losses, preds, strict=True):
             answer = r.get("answer") or ""
+            correct = (normalise(pred) == normalise(answer)) if answer and pred is not None \
+                else None
             out.append({"id": r["id"], "category": r["category"], "loss": loss,
-                        "prediction": pred,
-                        "correct": (normalise(pred) == normalise(answer)) if answer else None})
+                        "prediction": pred, "correct": correct})
     return out

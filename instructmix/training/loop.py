@@ -133,28 +133,91 @@ def _sum_over_workers(values: list[float], world: int) -> list[float]:
     return t.tolist()
 
 
-def _global_batches(shard, global_batch: int):
-    yield from shard.iter_batches(batch_size=global_batch, batch_format="numpy",
-                                    drop_last=True, prefetch_batches=1)
+class RayTrainContext:
+    """The loop's view of a Ray Train worker: rank, data shard, checkpoints, reports."""
+
+    checkpoints = True
+
+    def __init__(self):
+        import ray.train
+
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+
+    def latest_checkpoint(self):
+        import ray.train
+
+        return ray.train.get_checkpoint()
+
+    def global_batches(self, global_batch: int):
+        import ray.train
+
+        shard = ray.train.get_dataset_shard("train")
+        yield from shard.iter_batches(batch_size=global_batch, batch_format="numpy",
+                                      drop_last=True, prefetch_batches=1)
+
+    def report(self, metrics: dict, directory: str | None) -> None:
+        import ray.train
+        from ray.train import Checkpoint
+
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory)
+                         if directory else None)
+
+
+class InProcessContext:
+    """The same loop in the calling process (a Ray Tune trial): one worker, rows from an
+    ordered Arrow table, no checkpoints (a probe is short; a failed trial is retried)."""
+
+    rank, world, checkpoints = 0, 1, False
+
+    def __init__(self, table):
+        self.table = table.select(["id", "messages"])
+
+    def latest_checkpoint(self):
+        return None
+
+    def global_batches(self, global_batch: int):
+        for start in range(0, self.table.num_rows - global_batch + 1, global_batch):
+            part = self.table.slice(start, global_batch)
+            yield {"id": part.column("id").to_pylist(),
+                   "messages": part.column("messages").to_pylist()}
+
+    def report(self, metrics: dict, directory: str | None) -> None:
+        pass
 
 
 def train_loop(config: dict) -> None:
-    """Per-worker entry point for TorchTrainer. `config`: model_path, train (dict), seed,
-    rows (selection size)."""
+    """Per-worker entry point for TorchTrainer: trains, then exports the HF model."""
     import ray.data
-    import ray.train
+
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    ctx = RayTrainContext()
+    result = sft(config, ctx)
+    if result is None:
+        return  # finished before an interruption; the export is already reported
+    engine, tokenizer, state = result
+    with tempfile.TemporaryDirectory() as d:
+        engine.export(d, ctx.rank, tokenizer)
+        if ctx.rank == 0:
+            Path(d, HISTORY).write_text(json.dumps(state))
+            Path(d, FINAL).write_text(json.dumps({"steps": state["steps"]}))
+        history = state["history"]
+        ctx.report(dict(history[-1], final=True) if history else {"final": True},
+                   d if ctx.rank == 0 else None)
+
+
+def sft(config: dict, ctx):
+    """The SFT loop. `config`: model_path, train (TrainConfig dict), seed, rows (selection
+    size). Returns (engine, tokenizer, state), or None when a checkpoint says it finished."""
     import torch
-    from ray.train import Checkpoint
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from instructmix.training.collate import as_messages, collate
 
     tc, seed = config["train"], config["seed"]
-    ray.data.DataContext.get_current().enable_progress_bars = False
     torch.set_num_threads(tc["torch_threads"])
     torch.manual_seed(seed)
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    rank, world = ctx.rank, ctx.world
     tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
     model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
     B = tc["micro_batch_size"]
@@ -167,21 +230,20 @@ def train_loop(config: dict) -> None:
         total = min(total, tc["max_steps"])
     engine = Engine(model, tc, total, world)
 
-    step, state = 0, {"history": [], "resumed_from": [], "batch_ids": []}
-    ckpt = ray.train.get_checkpoint()
+    step, state = 0, {"history": [], "resumed_from": [], "batch_ids": [], "steps": total}
+    ckpt = ctx.latest_checkpoint()
     if ckpt:
         with ckpt.as_directory() as d:
             if os.path.exists(os.path.join(d, FINAL)):
-                return  # finished before an interruption; the export is already reported
+                return None
             step = engine.load(d)
             state = json.loads(Path(d, HISTORY).read_text())
             state["resumed_from"].append(step)
     history = state["history"]
-    shard = ray.train.get_dataset_shard("train")
     t0, tokens, losses = time.time(), 0, []
     while step < total:
         epoch, skip = divmod(step, steps_per_epoch)
-        for k, batch in enumerate(_global_batches(shard, B * world)):
+        for k, batch in enumerate(ctx.global_batches(B * world)):
             if k < skip:
                 continue
             if tc["log_batch_ids"] and rank == 0:
@@ -199,24 +261,17 @@ def train_loop(config: dict) -> None:
                        "tokens_per_s": seen / (time.time() - t0)}
                 history.append(rec)
                 losses = []
-                if rank == 0:
+                if rank == 0 and ctx.checkpoints:
                     print(f"train: step {step}/{total} loss {rec['loss']:.4f} "
                           f"{rec['tokens_per_s']:.0f} tokens/s", flush=True)
-            if step % tc["checkpoint_every"] == 0 or step == total:
+            if ctx.checkpoints and (step % tc["checkpoint_every"] == 0 or step == total):
                 with tempfile.TemporaryDirectory() as d:
                     engine.save(d, step, rank)
                     if rank == 0:
                         Path(d, HISTORY).write_text(json.dumps(state))
-                    ray.train.report(dict(history[-1]) if history else {"step": step},
-                                     checkpoint=Checkpoint.from_directory(d))
+                    ctx.report(dict(history[-1]) if history else {"step": step}, d)
             if step == tc["fail_at_step"] and not state["resumed_from"]:
                 raise RuntimeError(f"fault injection: train.fail_at_step={step}")
             if step >= total or (k + 1) == steps_per_epoch:
                 break
-    with tempfile.TemporaryDirectory() as d:
-        engine.export(d, rank, tokenizer)
-        if rank == 0:
-            Path(d, HISTORY).write_text(json.dumps(state))
-            Path(d, FINAL).write_text(json.dumps({"steps": total}))
-        ray.train.report(dict(history[-1], final=True) if history else {"final": True},
-                         checkpoint=Checkpoint.from_directory(d) if rank == 0 else None)
+    return engine, tokenizer, state

@@ -1,0 +1,51 @@
+"""Ray Tune sweeps of short in-process fine-tunes (probes and baseline comparisons).
+
+One trial per entry of `trials` (grid search over the list). Tune writes its own results
+(`<storage>/<name>/<trial>/result.json`, `progress.csv`) next to the stage's artifacts. A
+re-run of an interrupted stage restores the experiment and runs only unfinished or errored
+trials. Failed trials are retried `max_failures` times, then reported, never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger("instructmix")
+
+
+def run_trials(name: str, trials: list[dict], trainable, storage: Path, cpus_per_trial: float,
+               max_concurrent: int | None, max_failures: int) -> tuple[list[dict], list[dict]]:
+    """(metrics of finished trials, failures [{trial, error, path}])."""
+    import ray
+    from ray import tune
+
+    fn = tune.with_resources(trainable, {"cpu": cpus_per_trial})
+    path = storage / name
+    if max_concurrent is None:
+        max_concurrent = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_trial))
+    if tune.Tuner.can_restore(str(path)):
+        log.info("%s: restoring the Tune experiment in %s", name, path)
+        tuner = tune.Tuner.restore(str(path), trainable=fn, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            fn, param_space={"trial": tune.grid_search(trials)},
+            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
+            run_config=tune.RunConfig(name=name, storage_path=str(storage.resolve()),
+                                      failure_config=tune.FailureConfig(
+                                          max_failures=max_failures),
+                                      verbose=0))
+    log.info("%s: %d trials, %d at a time", name, len(trials), max_concurrent)
+    grid = tuner.fit()
+    done, failed = [], []
+    for r in grid:
+        trial = (r.config or {}).get("trial", {})
+        if r.error is not None:
+            first = (str(r.error).strip().splitlines() or ["?"])[-1]
+            failed.append({"trial": trial.get("name"), "error": first, "path": r.path})
+        else:
+            done.append(dict(r.metrics, trial=trial.get("name")))
+    for f in failed:
+        log.warning("%s: trial %s failed after %d retries: %s (logs in %s)", name, f["trial"],
+                    max_failures, f["error"], f["path"])
+    return done, failed

@@ -1,0 +1,191 @@
+"""Probe stage: short fine-tunes on Ray Tune -> Γ with intervals -> dependency DAG.
+
+Design (a), interventions: per seed s, a base mixture D0 (`base_per_category` items of every
+category) and one probe per category j (D0 + `add_per_category` more items of j).
+Design (b), random mixtures: Dirichlet(1) proportions of a total drawn in [0.5, 1.5] × |D0|.
+Every probe × seed is one Tune trial training the run's model with the target run's loop;
+its score for category i is minus the mean response loss on `valid_per_category` pool rows of
+i held out from every selection (the eval set never chooses data).
+
+Writes: `probes.json` (every trial: mixture, scores, seconds, or failure),
+`interactions.json` (Γ from the interventions, or from the regression for design b, with CIs;
+the regression estimate on all probes; sign recovery when the pool has a ground truth),
+`dependencies.json` (DAG, tiers), `validation_ids.json`, `regression_shares.json` (RegMix fit).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from instructmix.config import RunConfig
+from instructmix.probes.dependencies import infer_dag
+from instructmix.probes.interactions import (
+    estimate_gamma,
+    estimate_regression,
+    gamma_from_beta,
+    sign_recovery,
+)
+from instructmix.selectors.select_stage import read_pool
+
+log = logging.getLogger("instructmix")
+
+
+def split_validation(cats: np.ndarray, per_category: int, seed: int) -> np.ndarray:
+    """Boolean mask of rows held out to score probes: `per_category` random rows per category
+    (at most half of a category)."""
+    rng = np.random.default_rng([seed, 7])
+    mask = np.zeros(len(cats), dtype=bool)
+    for c in sorted(set(cats)):
+        rows = np.flatnonzero(cats == c)
+        mask[rng.permutation(rows)[: min(per_category, len(rows) // 2)]] = True
+    return mask
+
+
+def plan(cats: np.ndarray, usable: np.ndarray, pc, seed: int) -> tuple[list[dict], list[str]]:
+    """Probe mixtures as row indices. Returns (probes, notes)."""
+    names = sorted(set(cats[usable]))
+    notes, probes = [], []
+    for s in range(pc.seeds if pc.design != "random" else 0):
+        rng = np.random.default_rng([seed, s])
+        perm = {c: rng.permutation(np.flatnonzero((cats == c) & usable)) for c in names}
+        base = {c: perm[c][: pc.base_per_category] for c in names}
+        d0 = np.concatenate([base[c] for c in names])
+        probes.append({"name": f"base-s{s}", "probe": "base", "seed": s, "rows": d0})
+        for c in names:
+            extra = perm[c][pc.base_per_category: pc.base_per_category + pc.add_per_category]
+            if len(extra) < pc.add_per_category and s == 0:
+                notes.append(f"category {c!r} has {len(perm[c])} usable rows: its probe adds "
+                             f"{len(extra)} instead of {pc.add_per_category}")
+            probes.append({"name": f"{c}-s{s}", "probe": c, "seed": s,
+                           "rows": np.concatenate([d0, extra])})
+    if pc.design != "intervention":
+        size = pc.base_per_category * len(names)
+        for k in range(pc.random_mixtures):
+            rng = np.random.default_rng([seed, 1000 + k])
+            total = int(rng.uniform(0.5, 1.5) * size)
+            share = rng.dirichlet(np.ones(len(names)))
+            rows = []
+            for c, n in zip(names, rng.multinomial(total, share), strict=True):
+                rows.append(rng.permutation(np.flatnonzero((cats == c) & usable))[:n])
+            probes.append({"name": f"random-{k}", "probe": f"random-{k}", "seed": k,
+                           "rows": np.concatenate(rows)})
+    return probes, notes
+
+
+def _trial_train(cfg: RunConfig) -> dict:
+    pc = cfg.probes
+    return dict(cfg.train.model_dump(), num_workers=1, deepspeed=False, epochs=pc.epochs,
+                micro_batch_size=pc.micro_batch_size, lr=pc.lr or cfg.train.lr, max_steps=None,
+                warmup_steps=min(cfg.train.warmup_steps, 10), log_every=10,
+                log_batch_ids=False, fail_at_step=None, torch_threads=1)
+
+
+def run_probes(cfg: RunConfig, out: Path) -> dict:
+    if not cfg.needs_probes:
+        (out / "skipped.json").write_text(json.dumps({"reason": "no strategy needs probes"}))
+        return {"skipped": "no strategy in select/compare needs probes"}
+    from instructmix.cluster.sweep import run_trials
+    from instructmix.training.model_factory import model_path
+    from instructmix.training.trial import fine_tune_and_score
+
+    pc, run_dir = cfg.probes, Path(cfg.run_dir)
+    pool = read_pool(run_dir)
+    cats = np.asarray(pool.column("category").to_pylist(), dtype=object)
+    valid = split_validation(cats, pc.valid_per_category, cfg.seed)
+    names = sorted(set(cats[~valid]))
+    if len(names) < 2:
+        raise ValueError(f"probes need at least 2 categories in the pool, found {names}")
+    ids = pool.column("id").to_pylist()
+    (out / "validation_ids.json").write_text(json.dumps(
+        [i for i, v in zip(ids, valid, strict=True) if v]))
+    sets = out / "sets"
+    sets.mkdir(exist_ok=True)
+    pq.write_table(pool.filter(pa.array(valid)), sets / "validation.parquet")
+    probes, notes = plan(cats, ~valid, pc, cfg.seed)
+    train = _trial_train(cfg)
+    trials = []
+    for p in probes:
+        order = np.random.default_rng([cfg.seed, 99, p["seed"]]).permutation(p["rows"])
+        f = sets / f"{p['name']}.parquet"
+        pq.write_table(pool.take(pa.array(order)), f)
+        fail = str(out / f"failed-once-{p['name']}") if pc.fail_trial == p["name"] else None
+        trials.append({"name": p["name"], "seed": p["seed"], "train_file": str(f),
+                       "eval_file": str(sets / "validation.parquet"),
+                       "model_path": model_path(run_dir), "train": train, "generate": False,
+                       "fail_once": fail})
+    log.info("probes: %d trials (%s design, %d seeds) on %d categories", len(trials),
+             pc.design, pc.seeds, len(names))
+    done, failed = run_trials("probes", trials, fine_tune_and_score, out / "tune",
+                              pc.cpus_per_trial, pc.max_concurrent_trials, pc.max_failures)
+    by_name = {d["trial"]: d for d in done}
+    records = []
+    for p in probes:
+        counts = {c: int(n) for c, n in zip(*np.unique(cats[p["rows"]], return_counts=True),
+                                            strict=True)}
+        d = by_name.get(p["name"], {})
+        records.append({"name": p["name"], "probe": p["probe"], "seed": p["seed"],
+                        "counts": counts, "loss": d.get("loss"), "steps": d.get("steps"),
+                        "train_tokens": d.get("train_tokens"), "seconds": d.get("seconds")})
+    result = {"trials": records, "failed": failed, "notes": notes, "categories": names,
+              "train": train}
+    (out / "probes.json").write_text(json.dumps(result, indent=1))
+    if failed:
+        raise RuntimeError(f"probes: {len(failed)} trial(s) failed after {pc.max_failures} "
+                           f"retries: {[f['trial'] for f in failed]}; see {out / 'probes.json'}"
+                           " (re-run the stage to retry only those)")
+    summary = estimate(records, names, pc, run_dir, out)
+    cost = {"probe_trials": len(records),
+            "probe_train_tokens": int(sum(r["train_tokens"] or 0 for r in records)),
+            "probe_trial_seconds": round(sum(r["seconds"] or 0 for r in records), 1)}
+    (out / "cost.json").write_text(json.dumps(cost, indent=1))
+    return dict(summary, **cost)
+
+
+def _scores(r: dict, names: list[str]) -> dict:
+    return {c: -float(r["loss"][c]) for c in names}
+
+
+def estimate(records: list[dict], names: list[str], pc, run_dir: Path, out: Path) -> dict:
+    """Γ, regression, DAG and (testbed) checks against the planted ground truth."""
+    x = np.array([[r["counts"].get(c, 0) for c in names] for r in records], dtype=float)
+    y = np.array([[_scores(r, names)[c] for c in names] for r in records])
+    inter = [{"probe": r["probe"], "seed": r["seed"], "scores": _scores(r, names)}
+             for r in records if not r["probe"].startswith("random-")]
+    reg = estimate_regression(x, y, names, ci=pc.ci) if len(records) >= 2 else None
+    if pc.design == "random":
+        est = gamma_from_beta(reg)
+    else:
+        est = estimate_gamma(inter, names, ci=pc.ci)
+    shares = x / x.sum(axis=1, keepdims=True)
+    share_fit = estimate_regression(shares, y, names, ci=pc.ci)
+    (out / "regression_shares.json").write_text(json.dumps(share_fit.to_json(), indent=1))
+    interactions = est.to_json()
+    if reg is not None:
+        interactions["regression"] = gamma_from_beta(reg).to_json()
+    gt_path = run_dir / "pool" / "ground_truth.json"
+    gt = json.loads(gt_path.read_text()) if gt_path.is_file() else None
+    if gt:
+        interactions["sign_recovery"] = sign_recovery(est, gt["interactions"])
+        interactions["sign_recovery_strict"] = sign_recovery(est, gt["interactions"],
+                                                             strict=True)
+    (out / "interactions.json").write_text(json.dumps(interactions, indent=1))
+    dag = infer_dag(est.gamma, names, lo=est.lo, threshold=pc.dag_threshold)
+    deps = dag.to_json()
+    if gt:
+        edges = {(e["base"], e["dependent"]) for e in deps["edges"]}
+        deps["planted_edges"] = [dict(e, found=(e["base"], e["dependent"]) in edges)
+                                 for e in gt["prerequisites"]]
+    (out / "dependencies.json").write_text(json.dumps(deps, indent=1))
+    summary = {"categories": len(names), "method": est.method, "edges": len(deps["edges"]),
+               "unidentified": sorted(est.unidentified)}
+    if gt:
+        summary["sign_recovery"] = interactions["sign_recovery"]["share"]
+        summary["planted_edges_found"] = sum(e["found"] for e in deps["planted_edges"])
+    log.info("probes: %s", summary)
+    return summary

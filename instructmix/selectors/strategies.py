@@ -1,0 +1,202 @@
+"""Selection strategies: which pool rows to train on, and in what order.
+
+Each strategy first decides counts per category (`iid` samples rows directly), then draws
+that many rows of each category uniformly (by seed) and orders them (shuffled, or the
+dependency curriculum). Every pool row gets a reason: selected, not selected (and why), or
+held out to score the probes.
+
+- iid: uniform sample of rows at the budget.
+- proportional: category counts proportional to the pool (largest remainder).
+- regmix: RegMix-style: fit per-category score ~ mixture shares on every probe (ridge),
+  score `regmix_samples` random Dirichlet mixtures at the budget, take the mean of the best
+  1% (as RegMix averages its top mixtures), round to counts.
+- milp: Beyond IID EE-CPO on python-mip with Γ from the probes (`mixture.py`).
+With `budget_unit=tokens`, mixture strategies turn a share of the token budget into items
+with the category's mean tokens per item (so the token total is met on average).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from instructmix.selectors.curriculum import dependency_curriculum, shuffled
+from instructmix.selectors.iid import iid_order
+from instructmix.selectors.mixture import (
+    MixtureProblem,
+    alpha_from_proportions,
+    robust_gamma,
+    solve_mixture,
+)
+
+
+@dataclass
+class Choice:
+    order: np.ndarray  # pool row indices in training order
+    reasons: list[str]  # one per pool row
+    mixture: dict = field(default_factory=dict)  # counts and solver facts
+
+
+def largest_remainder(shares: np.ndarray, total: int, cap: np.ndarray) -> np.ndarray:
+    """Integer counts ~ shares * total, summing to min(total, cap.sum()), each <= cap."""
+    shares = np.asarray(shares, dtype=float)
+    total = int(min(total, cap.sum()))
+    counts = np.zeros(len(shares), dtype=int)
+    left = total
+    while left > 0:
+        room = cap - counts
+        w = np.where(room > 0, shares, 0.0)
+        if w.sum() <= 0:
+            w = (room > 0).astype(float)
+        want = w / w.sum() * left
+        add = np.minimum(np.floor(want).astype(int), room)
+        if add.sum() == 0:  # hand out single items by largest remainder
+            k = np.argmax(np.where(room > 0, want - np.floor(want) + 1e-9 * w, -1))
+            add[k] = 1
+        counts += add
+        left -= int(add.sum())
+    return counts
+
+
+def _alpha(sc, names: list[str], available: np.ndarray) -> np.ndarray:
+    if sc.alpha == "proportions":
+        return alpha_from_proportions(available)
+    unknown = sorted(set(sc.alpha) - set(names))
+    if unknown:
+        raise ValueError(f"select.alpha names categories not in the pool: {unknown}; "
+                         f"pool categories: {names}")
+    a = np.array([float(sc.alpha.get(c, 0.0)) for c in names])
+    if (a < 0).any() or a.sum() <= 0:
+        raise ValueError("select.alpha weights must be >= 0 with a positive sum")
+    return a / a.sum()
+
+
+def _load(probe_dir: Path, name: str) -> dict:
+    path = probe_dir / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: this strategy needs the probe stage "
+                                "(it was skipped or has not run)")
+    return json.loads(path.read_text())
+
+
+def milp_counts(sc, names, available, tokens, budget_items, probe_dir) -> tuple[np.ndarray, dict]:
+    inter = _load(probe_dir, "interactions.json")
+    idx = [inter["categories"].index(c) if c in inter["categories"] else -1 for c in names]
+    if min(idx) < 0:
+        missing = [c for c, i in zip(names, idx, strict=True) if i < 0]
+        raise ValueError(f"interactions.json has no estimate for categories {missing}")
+
+    def mat(key):
+        m = np.array([[np.nan if v is None else v for v in row] for row in inter[key]], float)
+        return m[np.ix_(idx, idx)]
+
+    gamma = mat("gamma")
+    alpha = _alpha(sc, names, available)
+    notes = []
+    if sc.robust:
+        lo = mat("lo")
+        if np.isnan(lo[np.isfinite(gamma)]).any():
+            raise ValueError("select.robust needs confidence intervals: set probes.seeds >= 2")
+        finite = np.isfinite(lo)
+        lo = np.where(finite | np.isnan(gamma), lo, np.nanmin(np.where(finite, lo, np.nan)))
+        gamma = robust_gamma(np.nan_to_num(gamma), np.nan_to_num(np.minimum(lo, gamma)))
+    bad = np.isnan(gamma).all(axis=1)
+    if bad.any():
+        lost = [names[i] for i in np.flatnonzero(bad)]
+        notes.append(f"unidentified abilities (training on them did not help) get no weight: "
+                     f"{lost}")
+        alpha = np.where(bad, 0.0, alpha)
+    gamma = np.nan_to_num(gamma)
+    unit = tokens if sc.budget_unit == "tokens" else None
+    current = None
+    if sc.trust_region is not None:
+        current = largest_remainder(available, budget_items, available).astype(float)
+        if unit is not None:
+            current = current * (sc.budget / float(unit @ current))
+    floors = np.minimum(sc.floor_per_category, available) if sc.floor_per_category else None
+    res = solve_mixture(MixtureProblem(
+        names, gamma, alpha, available, sc.budget, tokens_per_item=unit, floors=floors,
+        current=current, trust_region=sc.trust_region))
+    counts = np.array([res.counts[c] for c in names])
+    return counts, {"objective": res.objective, "status": res.status,
+                    "solver_seconds": round(res.seconds, 4), "binding": res.binding,
+                    "alpha": dict(zip(names, alpha.round(6).tolist(), strict=True)),
+                    "weights": dict(zip(names, (gamma.T @ alpha).round(6).tolist(),
+                                        strict=True)), "notes": notes}
+
+
+def regmix_counts(sc, names, available, budget_items, probe_dir, seed) -> tuple[np.ndarray, dict]:
+    fit = _load(probe_dir, "regression_shares.json")
+    idx = [fit["categories"].index(c) for c in names]
+    beta = np.array(fit["beta"], dtype=float)[np.ix_(idx, idx)]
+    alpha = _alpha(sc, names, available)
+    rng = np.random.default_rng([seed, 31])
+    shares = rng.dirichlet(np.ones(len(names)), size=sc.regmix_samples)
+    shares = shares[(shares * budget_items <= available + 1e-9).all(axis=1)]
+    if len(shares) == 0:
+        shares = (available / available.sum())[None, :]
+    predicted = shares @ beta.T @ alpha  # alpha-weighted predicted score (intercept const)
+    top = shares[np.argsort(predicted)[-max(1, len(shares) // 100):]].mean(axis=0)
+    counts = largest_remainder(top, budget_items, available)
+    return counts, {"shares": dict(zip(names, top.round(4).tolist(), strict=True)),
+                    "mixtures_scored": int(len(shares)),
+                    "alpha": dict(zip(names, alpha.round(6).tolist(), strict=True))}
+
+
+def choose(strategy: str, curriculum: str, cats: np.ndarray, n_tokens: np.ndarray,
+           usable: np.ndarray, sc, probe_dir: Path, seed: int) -> Choice:
+    """Pick and order rows of the pool (`usable` rows only)."""
+    names = sorted(set(cats[usable]))
+    available = np.array([int(((cats == c) & usable).sum()) for c in names])
+    tokens = np.array([n_tokens[(cats == c) & usable].mean() for c in names])
+    budget_items = sc.budget if sc.budget_unit == "items" else int(
+        round(sc.budget / float(tokens @ (available / available.sum()))))
+    info: dict = {"strategy": strategy, "curriculum": curriculum}
+    rng = np.random.default_rng([seed, 5])
+    if strategy == "iid":
+        rows = np.flatnonzero(usable)
+        picked = rows[iid_order(n_tokens[rows], sc.budget, sc.budget_unit, seed)]
+    else:
+        if strategy == "proportional":
+            counts = largest_remainder(available, budget_items, available)
+        elif strategy == "regmix":
+            counts, extra = regmix_counts(sc, names, available, budget_items, probe_dir, seed)
+            info.update(extra)
+        elif strategy == "milp":
+            counts, extra = milp_counts(sc, names, available, tokens, budget_items, probe_dir)
+            info.update(extra)
+        else:
+            raise ValueError(f"unknown strategy {strategy!r}")
+        picked = np.concatenate([rng.permutation(np.flatnonzero((cats == c) & usable))[:n]
+                                 for c, n in zip(names, counts, strict=True)]).astype(int)
+    sel_cats, sel_counts = np.unique(cats[picked], return_counts=True)
+    per_cat = {str(c): int(n) for c, n in zip(sel_cats, sel_counts, strict=True)}
+    info["counts"] = {c: per_cat.get(c, 0) for c in names}
+    info["available"] = dict(zip(names, available.tolist(), strict=True))
+    if curriculum == "dependency":
+        tiers = _load(probe_dir, "dependencies.json")["tiers"]
+        perm = dependency_curriculum(list(cats[picked]), tiers, sc.curriculum_bias, seed)
+        info["tiers"] = tiers
+    else:
+        perm = shuffled(len(picked), seed)
+    order = picked[np.asarray(perm, dtype=int)] if len(picked) else picked
+    chosen = np.zeros(len(cats), dtype=bool)
+    chosen[order] = True
+    reasons = []
+    for k, c in enumerate(cats):
+        n = info["counts"].get(c, 0)
+        if not usable[k]:
+            reasons.append("held out: scores the probes (never trained on)")
+        elif chosen[k]:
+            reasons.append(f"{strategy}: one of {n} items of {c!r} in the mixture"
+                           if strategy != "iid" else "iid: uniform random sample")
+        elif strategy == "iid":
+            reasons.append(f"iid: outside the budget of {sc.budget} {sc.budget_unit}")
+        elif n == 0:
+            reasons.append(f"{strategy}: category {c!r} gets 0 items in the mixture")
+        else:
+            reasons.append(f"{strategy}: beyond the {n} items of {c!r} in the mixture")
+    return Choice(order, reasons, info)

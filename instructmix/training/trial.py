@@ -1,0 +1,51 @@
+"""One short fine-tune and its scores, run inside a Ray Tune trial.
+
+The training is `loop.sft` (the target run's loop) in the trial's own process with the
+plain torch engine: a probe pays no Ray Train start-up. The trial reports per-category
+response loss on `eval_file` (probes) and, with `generate`, exact match (baselines).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+
+def fine_tune_and_score(config: dict) -> None:
+    """Tune trainable. config["trial"]: name, seed, train_file, eval_file, model_path,
+    train (TrainConfig dict), generate, max_new_tokens, fail_once (testing)."""
+    import os
+
+    import pyarrow.parquet as pq
+    from ray import tune
+
+    from instructmix.evaluation.scoring import score_model
+    from instructmix.training.loop import InProcessContext, sft
+
+    t = config["trial"]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    marker = t.get("fail_once")
+    if marker and not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError(f"fault injection: trial {t['name']} fails once")
+    t0 = time.time()
+    table = pq.read_table(t["train_file"])
+    engine, tok, state = sft({"model_path": t["model_path"], "train": t["train"],
+                              "seed": t["seed"], "rows": table.num_rows},
+                             InProcessContext(table))
+    train_s = time.time() - t0
+    model = engine._module().eval()
+    rows = pq.read_table(t["eval_file"], columns=["id", "category", "messages", "answer"])
+    scored = score_model(model, tok, rows.to_pylist(), 64, t.get("max_new_tokens", 16),
+                         t["train"]["max_seq_len"], generate_answers=t.get("generate", False))
+    by_cat: dict[str, list[dict]] = defaultdict(list)
+    for r in scored:
+        by_cat[r["category"]].append(r)
+    loss = {c: sum(r["loss"] for r in v) / len(v) for c, v in by_cat.items()}
+    em = {c: sum(bool(r["correct"]) for r in v) / len(v) for c, v in by_cat.items()
+          if all(r["correct"] is not None for r in v)} if t.get("generate") else {}
+    last = state["history"][-1] if state["history"] else {}
+    tune.report({"name": t["name"], "seed": t["seed"], "loss": loss, "exact_match": em,
+                 "steps": state["steps"], "train_tokens": last.get("tokens", 0),
+                 "train_seconds": train_s, "seconds": time.time() - t0,
+                 "final_train_loss": last.get("loss")})
