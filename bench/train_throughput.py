@@ -62,7 +62,9 @@ def main() -> None:
     ap.add_argument("--config", default=str(REPO / "configs/demo.yaml"))
     args = ap.parse_args()
     cfg = load_config(args.config, ["run_dir=runs/bench", f"train.max_steps={args.steps}",
-                                    f"train.checkpoint_every={args.steps}"])
+                                    f"train.checkpoint_every={args.steps}",
+                                    "select.strategy=iid", "select.curriculum=none",
+                                    "compare.strategies=[]"])  # throughput needs no probes
     run_all(cfg, stop_after="select")  # pool, model and selection (skipped when present)
     model_dir = model_path(cfg.run_dir)
     train_file = Path(cfg.run_dir) / "select" / "train.parquet"

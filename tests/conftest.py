@@ -43,3 +43,9 @@ def tiny_config(run_dir: Path, **sections):
         data.setdefault(key, {}).update(value) if isinstance(value, dict) else data.update(
             {key: value})
     return RunConfig.model_validate(data)
+
+
+def pytest_collection_modifyitems(items):
+    """The `ray job submit` test runs first: its teardown (`ray stop --force`) stops every
+    Ray instance on the machine, which would take the session's in-process Ray with it."""
+    items.sort(key=lambda item: "test_job_submit" not in item.nodeid)

@@ -64,3 +64,19 @@ def test_strategy_needing_probes_names_the_missing_stage(tmp_path):
     cats, tokens, usable = _pool()
     with pytest.raises(FileNotFoundError, match="probe stage"):
         choose("milp", "none", cats, tokens, usable, SelectConfig(budget=30), tmp_path, 0)
+
+
+def test_robust_mixture_uses_the_lower_bound_and_infeasibility_is_named(tmp_path):
+    gamma = [[1, 0, 0], [0, 1, 0], [0.8, -0.5, 1]]
+    lo = [[1, 0, 0], [0, 1, 0], [-1.0, -0.5, 1]]  # a's help to c is uncertain
+    _probe_dir(tmp_path, gamma)
+    (tmp_path / "interactions.json").write_text(json.dumps(
+        {"categories": CATS, "gamma": gamma, "lo": lo, "hi": gamma}))
+    cats, tokens, usable = _pool()
+    sc = SelectConfig(strategy="milp", budget=60, robust=True)
+    # robust weights: a 1 - 1 = 0, b 0.5, c 1 -> c full, then b
+    assert choose("milp", "none", cats, tokens, usable, sc, tmp_path, 0).mixture["counts"] == {
+        "a": 0, "b": 10, "c": 50}
+    with pytest.raises(ValueError, match="floors need 120 items but budget is 60"):
+        choose("milp", "none", cats, tokens, usable,
+               SelectConfig(strategy="milp", budget=60, floor_per_category=40), tmp_path, 0)

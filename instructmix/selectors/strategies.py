@@ -96,19 +96,19 @@ def milp_counts(sc, names, available, tokens, budget_items, probe_dir) -> tuple[
     gamma = mat("gamma")
     alpha = _alpha(sc, names, available)
     notes = []
-    if sc.robust:
-        lo = mat("lo")
-        if np.isnan(lo[np.isfinite(gamma)]).any():
-            raise ValueError("select.robust needs confidence intervals: set probes.seeds >= 2")
-        finite = np.isfinite(lo)
-        lo = np.where(finite | np.isnan(gamma), lo, np.nanmin(np.where(finite, lo, np.nan)))
-        gamma = robust_gamma(np.nan_to_num(gamma), np.nan_to_num(np.minimum(lo, gamma)))
     bad = np.isnan(gamma).all(axis=1)
     if bad.any():
         lost = [names[i] for i in np.flatnonzero(bad)]
         notes.append(f"unidentified abilities (training on them did not help) get no weight: "
                      f"{lost}")
         alpha = np.where(bad, 0.0, alpha)
+    if sc.robust:
+        lo = mat("lo")
+        if np.isnan(lo[np.isfinite(gamma)]).any():
+            raise ValueError("select.robust needs confidence intervals: set probes.seeds >= 2")
+        finite = np.isfinite(lo)
+        lo = np.where(finite | np.isnan(gamma), lo, np.nanmin(np.where(finite, lo, np.nan)))
+        gamma = robust_gamma(gamma, np.nan_to_num(np.minimum(lo, gamma)))
     gamma = np.nan_to_num(gamma)
     unit = tokens if sc.budget_unit == "tokens" else None
     current = None
