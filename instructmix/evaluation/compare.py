@@ -22,10 +22,12 @@ log = logging.getLogger("instructmix")
 
 
 def trial_train(cfg: RunConfig) -> dict:
+    """The target run's settings in one process, at the same global batch."""
+    from instructmix.training.trial import in_process_train
+
     tc = cfg.train
-    return dict(tc.model_dump(), num_workers=1, deepspeed=False, torch_threads=1,
-                micro_batch_size=tc.micro_batch_size * tc.num_workers, log_batch_ids=False,
-                fail_at_step=None)
+    return in_process_train(tc.model_dump(),
+                            micro_batch_size=tc.micro_batch_size * tc.num_workers)
 
 
 def _mean_std(values: list[float]) -> dict:

@@ -79,11 +79,13 @@ def plan(cats: np.ndarray, usable: np.ndarray, pc, seed: int) -> tuple[list[dict
 
 
 def _trial_train(cfg: RunConfig) -> dict:
+    from instructmix.training.trial import in_process_train
+
     pc = cfg.probes
-    return dict(cfg.train.model_dump(), num_workers=1, deepspeed=False, epochs=pc.epochs,
-                micro_batch_size=pc.micro_batch_size, lr=pc.lr or cfg.train.lr, max_steps=None,
-                warmup_steps=min(cfg.train.warmup_steps, 10), log_every=10,
-                log_batch_ids=False, fail_at_step=None, torch_threads=1)
+    return in_process_train(cfg.train.model_dump(), epochs=pc.epochs,
+                            micro_batch_size=pc.micro_batch_size, lr=pc.lr or cfg.train.lr,
+                            max_steps=None, warmup_steps=min(cfg.train.warmup_steps, 10),
+                            log_every=10)
 
 
 def run_probes(cfg: RunConfig, out: Path) -> dict:
@@ -154,7 +156,7 @@ def _scores(r: dict, names: list[str]) -> dict:
 def estimate(records: list[dict], names: list[str], pc, run_dir: Path, out: Path) -> dict:
     """Γ, regression, DAG and (testbed) checks against the planted ground truth."""
     x = np.array([[r["counts"].get(c, 0) for c in names] for r in records], dtype=float)
-    y = np.array([[_scores(r, names)[c] for c in names] for r in records])
+    y = np.array([list(_scores(r, names).values()) for r in records])
     inter = [{"probe": r["probe"], "seed": r["seed"], "scores": _scores(r, names)}
              for r in records if not r["probe"].startswith("random-")]
     reg = estimate_regression(x, y, names, ci=pc.ci) if len(records) >= 2 else None

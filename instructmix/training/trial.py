@@ -8,7 +8,6 @@ response loss on `eval_file` (probes) and, with `generate`, exact match (baselin
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 
 
 def fine_tune_and_score(config: dict) -> None:
@@ -19,6 +18,7 @@ def fine_tune_and_score(config: dict) -> None:
     import pyarrow.parquet as pq
     from ray import tune
 
+    from instructmix.evaluation.eval_stage import summarise
     from instructmix.evaluation.scoring import score_model
     from instructmix.training.loop import InProcessContext, sft
 
@@ -38,14 +38,17 @@ def fine_tune_and_score(config: dict) -> None:
     rows = pq.read_table(t["eval_file"], columns=["id", "category", "messages", "answer"])
     scored = score_model(model, tok, rows.to_pylist(), 64, t.get("max_new_tokens", 16),
                          t["train"]["max_seq_len"], generate_answers=t.get("generate", False))
-    by_cat: dict[str, list[dict]] = defaultdict(list)
-    for r in scored:
-        by_cat[r["category"]].append(r)
-    loss = {c: sum(r["loss"] for r in v) / len(v) for c, v in by_cat.items()}
-    em = {c: sum(bool(r["correct"]) for r in v) / len(v) for c, v in by_cat.items()
-          if all(r["correct"] is not None for r in v)} if t.get("generate") else {}
+    per_cat = summarise(scored)["per_category"]
+    loss = {c: v["loss"] for c, v in per_cat.items()}
+    em = {c: v["exact_match"] for c, v in per_cat.items() if v["exact_match"] is not None}
     last = state["history"][-1] if state["history"] else {}
     tune.report({"name": t["name"], "seed": t["seed"], "loss": loss, "exact_match": em,
                  "steps": state["steps"], "train_tokens": last.get("tokens", 0),
                  "train_seconds": train_s, "seconds": time.time() - t0,
                  "final_train_loss": last.get("loss")})
+
+
+def in_process_train(tc: dict, **overrides) -> dict:
+    """A TrainConfig dict for `sft` in one process with the plain torch engine."""
+    return dict(tc, num_workers=1, deepspeed=False, torch_threads=1, log_batch_ids=False,
+                fail_at_step=None, **overrides)
