@@ -47,15 +47,25 @@ def split_validation(cats: np.ndarray, per_category: int, seed: int) -> np.ndarr
     return mask
 
 
+def _permutations(cats, usable, seed: int, s: int) -> dict:
+    rng = np.random.default_rng([seed, s])
+    return {c: rng.permutation(np.flatnonzero((cats == c) & usable))
+            for c in sorted(set(cats[usable]))}
+
+
+def base_mixture(cats: np.ndarray, usable: np.ndarray, pc, seed: int, s: int) -> np.ndarray:
+    """D0 of probe seed `s`: the first `base_per_category` rows of every category."""
+    perm = _permutations(cats, usable, seed, s)
+    return np.concatenate([perm[c][: pc.base_per_category] for c in sorted(perm)])
+
+
 def plan(cats: np.ndarray, usable: np.ndarray, pc, seed: int) -> tuple[list[dict], list[str]]:
     """Probe mixtures as row indices. Returns (probes, notes)."""
     names = sorted(set(cats[usable]))
     notes, probes = [], []
     for s in range(pc.seeds if pc.design != "random" else 0):
-        rng = np.random.default_rng([seed, s])
-        perm = {c: rng.permutation(np.flatnonzero((cats == c) & usable)) for c in names}
-        base = {c: perm[c][: pc.base_per_category] for c in names}
-        d0 = np.concatenate([base[c] for c in names])
+        perm = _permutations(cats, usable, seed, s)
+        d0 = base_mixture(cats, usable, pc, seed, s)
         probes.append({"name": f"base-s{s}", "probe": "base", "seed": s, "rows": d0})
         for c in names:
             extra = perm[c][pc.base_per_category: pc.base_per_category + pc.add_per_category]
@@ -111,16 +121,30 @@ def run_probes(cfg: RunConfig, out: Path) -> dict:
     pq.write_table(pool.filter(pa.array(valid)), sets / "validation.parquet")
     probes, notes = plan(cats, ~valid, pc, cfg.seed)
     train = _trial_train(cfg)
-    trials = []
-    for p in probes:
-        order = np.random.default_rng([cfg.seed, 99, p["seed"]]).permutation(p["rows"])
-        f = sets / f"{p['name']}.parquet"
+
+    def trial(name: str, seed: int, rows: np.ndarray, model: str, **extra) -> dict:
+        order = np.random.default_rng([cfg.seed, 99, seed]).permutation(rows)
+        f = sets / f"{name}.parquet"
         pq.write_table(pool.take(pa.array(order)), f)
-        fail = str(out / f"failed-once-{p['name']}") if pc.fail_trial == p["name"] else None
-        trials.append({"name": p["name"], "seed": p["seed"], "train_file": str(f),
-                       "eval_file": str(sets / "validation.parquet"),
-                       "model_path": model_path(run_dir), "train": train, "generate": False,
-                       "fail_once": fail})
+        fail = str(out / f"failed-once-{name}") if pc.fail_trial == name else None
+        return {"name": name, "seed": seed, "train_file": str(f),
+                "eval_file": str(sets / "validation.parquet"), "model_path": model,
+                "train": extra.pop("train", train), "generate": False, "fail_once": fail,
+                **extra}
+
+    start = {0: model_path(run_dir)}
+    warm = []
+    if pc.warm_start_epochs:
+        for s in range(pc.seeds):
+            start[s] = str(out / "warm" / f"s{s}")
+            warm.append(trial(f"warm-s{s}", s, base_mixture(cats, ~valid, pc, cfg.seed, s),
+                              model_path(run_dir), save_to=start[s],
+                              train=dict(train, epochs=pc.warm_start_epochs)))
+        log.info("probes: %d warm-start trials (D0, %d epochs)", len(warm),
+                 pc.warm_start_epochs)
+        warm_done, _ = _sweep("warm", warm, out, pc)
+    trials = [trial(p["name"], p["seed"], p["rows"], start[p["seed"] % len(start)])
+              for p in probes]
     log.info("probes: %d trials (%s design, %d seeds) on %d categories", len(trials),
              pc.design, pc.seeds, len(names))
     done, failed = run_trials("probes", trials, fine_tune_and_score, out / "tune",
@@ -142,11 +166,27 @@ def run_probes(cfg: RunConfig, out: Path) -> dict:
                            f"retries: {[f['trial'] for f in failed]}; see {out / 'probes.json'}"
                            " (re-run the stage to retry only those)")
     summary = estimate(records, names, pc, run_dir, out)
-    cost = {"probe_trials": len(records),
-            "probe_train_tokens": int(sum(r["train_tokens"] or 0 for r in records)),
-            "probe_trial_seconds": round(sum(r["seconds"] or 0 for r in records), 1)}
+    spent = records + [{"train_tokens": d.get("train_tokens"), "seconds": d.get("seconds")}
+                       for d in (warm_done if warm else [])]
+    cost = {"probe_trials": len(records), "warm_start_trials": len(warm),
+            "probe_train_tokens": int(sum(r["train_tokens"] or 0 for r in spent)),
+            "probe_trial_seconds": round(sum(r["seconds"] or 0 for r in spent), 1)}
     (out / "cost.json").write_text(json.dumps(cost, indent=1))
     return dict(summary, **cost)
+
+
+def _sweep(name: str, trials: list[dict], out: Path, pc) -> tuple[list[dict], list[dict]]:
+    """Run trials on Tune; failures after the retries stop the stage, naming them."""
+    from instructmix.cluster.sweep import run_trials
+    from instructmix.training.trial import fine_tune_and_score
+
+    done, failed = run_trials(name, trials, fine_tune_and_score, out / "tune",
+                              pc.cpus_per_trial, pc.max_concurrent_trials, pc.max_failures)
+    if failed:
+        raise RuntimeError(f"{name}: {len(failed)} trial(s) failed after {pc.max_failures} "
+                           f"retries: {[f['trial'] for f in failed]} (logs under "
+                           f"{out / 'tune' / name}; re-run the stage to retry only those)")
+    return done, failed
 
 
 def _scores(r: dict, names: list[str]) -> dict:

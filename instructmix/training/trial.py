@@ -12,7 +12,8 @@ import time
 
 def fine_tune_and_score(config: dict) -> None:
     """Tune trainable. config["trial"]: name, seed, train_file, eval_file, model_path,
-    train (TrainConfig dict), generate, max_new_tokens, fail_once (testing)."""
+    train (TrainConfig dict), generate, max_new_tokens, save_to (write the trained model
+    there in HF format), fail_once (testing)."""
     import os
 
     import pyarrow.parquet as pq
@@ -35,17 +36,25 @@ def fine_tune_and_score(config: dict) -> None:
                              InProcessContext(table))
     train_s = time.time() - t0
     model = engine._module().eval()
-    rows = pq.read_table(t["eval_file"], columns=["id", "category", "messages", "answer"])
-    scored = score_model(model, tok, rows.to_pylist(), 64, t.get("max_new_tokens", 16),
+    if t.get("save_to"):
+        model.save_pretrained(t["save_to"])
+        tok.save_pretrained(t["save_to"])
+    columns = ["id", "category", "messages", "answer"]
+    if "meta" in pq.read_schema(t["eval_file"]).names:
+        columns.append("meta")  # testbed chains: scored by depth
+    rows = pq.read_table(t["eval_file"], columns=columns).to_pylist()
+    scored = score_model(model, tok, rows, 64, t.get("max_new_tokens", 16),
                          t["train"]["max_seq_len"], generate_answers=t.get("generate", False))
-    per_cat = summarise(scored)["per_category"]
+    summary = summarise(scored, rows)
+    per_cat = summary["per_category"]
     loss = {c: v["loss"] for c, v in per_cat.items()}
     em = {c: v["exact_match"] for c, v in per_cat.items() if v["exact_match"] is not None}
     last = state["history"][-1] if state["history"] else {}
     tune.report({"name": t["name"], "seed": t["seed"], "loss": loss, "exact_match": em,
                  "steps": state["steps"], "train_tokens": last.get("tokens", 0),
                  "train_seconds": train_s, "seconds": time.time() - t0,
-                 "final_train_loss": last.get("loss")})
+                 "final_train_loss": last.get("loss"),
+                 **{k: summary[k] for k in ("by_depth", "by_complexity") if k in summary}})
 
 
 def in_process_train(tc: dict, **overrides) -> dict:
