@@ -1,4 +1,4 @@
-"""`instructmix run|pool|model|probe|select|train|eval|compare|report|schema|testbed`."""
+"""`instructmix run|pool|model|probe|select|train|eval|compare|report|schema|testbed|serve`."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("schema", help="print the config's JSON schema")
     tb = sub.add_parser("testbed", help="write the testbed's ground truth JSON")
     tb.add_argument("--out", default="-")
+    sv = sub.add_parser("serve", help="serve an HF model as an OpenAI-compatible chat endpoint")
+    sv.add_argument("model_path", help="HF model folder")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
     return p
 
 
@@ -41,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "schema":
         print(json_schema())
         return 0
+    if args.command == "serve":
+        from instructmix.augment.server import main as serve
+
+        return serve([args.model_path, "--host", args.host, "--port", str(args.port)])
     if args.command == "testbed":
         from instructmix.data.testbed import ground_truth
 

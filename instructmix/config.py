@@ -50,6 +50,15 @@ class TestbedConfig(Section):
         default_factory=list, description="Tree-Instruct node counts; one category per entry."
     )
     complex_per_level: int = Field(0, ge=0, description="Items per complexity level.")
+    sequential_eval_per_depth: int | None = Field(
+        None, ge=0, description="Held-out SIT chains per depth (None: sequential_per_depth "
+        "// 4). Set it with sequential_per_depth=0 to evaluate chains without training on any.")
+    complex_eval_per_level: int | None = Field(
+        None, ge=0, description="Held-out items per complexity level (None: "
+        "complex_per_level // 4).")
+    sequential_ops: list[str] | None = Field(
+        None, description="Operations that SIT chains and complexity trees draw from (None: "
+        "all testbed operations).")
 
 
 class SourceConfig(Section):
@@ -110,6 +119,7 @@ class ModelConfig(Section):
 
 STRATEGIES = ("iid", "proportional", "regmix", "milp")
 NEEDS_PROBES = ("regmix", "milp")
+AUGMENTATIONS = ("sit", "tree", "control")
 
 
 class SelectConfig(Section):
@@ -150,6 +160,10 @@ class ProbesConfig(Section):
         40, ge=1, description="Pool rows per category held out to score probes (never "
         "selected for training; the eval set is never used to choose data).")
     epochs: int = Field(2, ge=1)
+    warm_start_epochs: int = Field(
+        0, ge=0, description="Train the model on D0 for this many epochs first (one trial "
+        "per seed) and start that seed's probes from it: probes then measure the effect of "
+        "extra items on a model that already knows the output format (0: from the start).")
     micro_batch_size: int = Field(32, ge=1)
     lr: float | None = Field(None, gt=0, description="None: train.lr.")
     cpus_per_trial: float = Field(1.0, gt=0)
@@ -162,8 +176,9 @@ class ProbesConfig(Section):
 
 class CompareConfig(Section):
     strategies: list[str] = Field(
-        default_factory=list, description="Baselines trained side by side at the select "
-        "budget, each 'STRATEGY' or 'STRATEGY+curriculum' (e.g. milp+curriculum).")
+        default_factory=list, description="Arms trained side by side at the select budget: "
+        "'STRATEGY', optionally '+curriculum' and one of '+sit', '+tree', '+control' (the "
+        "selection augmented by `augment`, token-matched to it), e.g. milp+curriculum, iid+sit.")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     cpus_per_trial: float = Field(1.0, gt=0)
 
@@ -171,15 +186,18 @@ class CompareConfig(Section):
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
         for s in v:
-            name, _, extra = s.partition("+")
-            if name not in STRATEGIES or extra not in ("", "curriculum"):
-                raise ValueError(f"unknown strategy {s!r}; use one of {list(STRATEGIES)}, "
-                                 "optionally with '+curriculum'")
+            name, *extras = s.split("+")
+            augs = [e for e in extras if e in AUGMENTATIONS]
+            if (name not in STRATEGIES or len(augs) > 1 or len(set(extras)) < len(extras)
+                    or set(extras) - {"curriculum", *AUGMENTATIONS}):
+                augs = ", ".join("+" + a for a in AUGMENTATIONS)
+                raise ValueError(f"unknown arm {s!r}; use one of {list(STRATEGIES)}, "
+                                 f"optionally with +curriculum and one of {augs}")
         return v
 
     @property
     def needs_probes(self) -> bool:
-        return any(s.split("+")[0] in NEEDS_PROBES or "+" in s for s in self.strategies)
+        return any(s.split("+")[0] in NEEDS_PROBES or "+curriculum" in s for s in self.strategies)
 
 
 class TrainConfig(Section):
@@ -206,10 +224,68 @@ class TrainConfig(Section):
     )
 
 
+class GeneratorConfig(Section):
+    backend: Literal["rules", "hf", "http"] = Field(
+        "rules", description="rules: the testbed's exact rewriter; hf: a local HF causal LM "
+        "on a Ray Data actor pool; http: an OpenAI-compatible chat-completions endpoint.")
+    model_path: str | None = Field(
+        None, description="hf: HF model path or hub id (None: the run's model).")
+    base_url: str | None = Field(None, description="http: e.g. http://127.0.0.1:8000/v1")
+    model: str = Field("default", description="http: the model name sent to the endpoint.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="http: environment variable holding the API key "
+        "(unset variable: no key is sent).")
+    timeout_s: float = Field(60.0, gt=0, description="http: seconds per request.")
+    max_retries: int = Field(4, ge=0, description="http: retries of a failed request.")
+    backoff_s: float = Field(0.5, ge=0, description="http: first retry delay (doubles).")
+    concurrency: int = Field(4, ge=1, description="http: requests in flight at most.")
+    cache: bool = Field(True, description="Cache completions on disk: a re-run makes no "
+                        "repeated calls.")
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    batch_size: int = Field(8, ge=1, description="hf: prompts per generate() call.")
+    actors: int | None = Field(None, ge=1, description="hf: actor pool size (None: CPUs).")
+
+
+class TreeConfig(Section):
+    nodes: int = Field(3, ge=1, description="Tree nodes added per round.")
+    rounds: int = Field(1, ge=1, description="Rounds of +nodes (6 nodes = 2 rounds of 3).")
+    min_added_words: int = Field(
+        12, ge=0, description="A rewrite must be at least this many words longer.")
+    max_words: int = Field(100, ge=1, description="A rewrite may have at most this many words.")
+    banned_words: list[str] = Field(
+        default_factory=lambda: ["node", "nodes", "tree", "rewritten instruction",
+                                 "new instruction"],
+        description="Leaked procedure words: a rewrite containing one is rejected.")
+
+
+class SitConfig(Section):
+    max_depth: int = Field(4, ge=1, le=8, description="Longest chain (sub-tasks) made.")
+    depth_weights: list[float] | None = Field(
+        None, description="Weights of target depths 1..max_depth (None: uniform).")
+    translation_field: str | None = Field(
+        None, description="A meta key holding the instruction in another language: such rows "
+        "become 'translate then answer' chains.")
+
+
+class AugmentConfig(Section):
+    train_on: Literal["plain", "sit", "tree", "control"] = Field(
+        "plain", description="What the train stage trains on: the selection as is, or its "
+        "SIT / Tree-Instruct / control version, token-matched to the selection.")
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    tree: TreeConfig = Field(default_factory=TreeConfig)
+    sit: SitConfig = Field(default_factory=SitConfig)
+
+
 class EvalConfig(Section):
     use_gpu: bool = Field(False, description="One scoring task per GPU instead of per CPU.")
     max_new_tokens: int = Field(24, ge=1)
     batch_size: int = Field(64, ge=1)
+    seqeval: str | None = Field(
+        None, description="A SeqEval file (seqEval.json: instruction, iteration): the trained "
+        "model answers every prompt and eval.judge scores the following rate by depth.")
+    seqeval_limit: int | None = Field(None, ge=1, description="Score at most this many.")
+    judge: GeneratorConfig | None = Field(None, description="Judge for eval.seqeval.")
 
 
 class RunConfig(Section):
@@ -223,6 +299,7 @@ class RunConfig(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @property
     def needs_probes(self) -> bool:

@@ -65,7 +65,7 @@ def test_report_round_trip(tmp_path):
     assert rep["training"]["history"] == HISTORY
     assert rep["eval"]["results"] == RESULTS
     assert rep["stages"] == {"pool": 1.5, "model": 0.2, "select": 0.7, "train": 9.0, "eval": 3.0,
-                             "probe": None, "compare": None}
+                             "probe": None, "augment": None, "compare": None}
 
     page = (tmp_path / "report" / "report.html").read_text()
     # em + loss bars, loss + tokens/s lines, selection bars, pool bars

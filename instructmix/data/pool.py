@@ -1,5 +1,7 @@
 """Pool stage on Ray Data: read -> validate/quarantine -> dedupe ids -> embed + count tokens
--> assign categories -> Parquet shards, rejected rows and stats.
+-> assign categories -> Parquet shards, rejected rows and stats. Each row also gets a
+`complexity` score (`augment.complexity`: exact node count on the testbed, a content-word
+proxy on real text).
 
 Accounting: every line or row read ends in exactly one of `pool/shards` (or `pool/eval`)
 or `pool/rejected`, and stats.json checks read == accepted + rejected.
@@ -18,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from instructmix.augment.complexity import complexity_score
 from instructmix.cluster import cluster_cpus
 from instructmix.config import RunConfig, SourceConfig
 from instructmix.data import testbed
@@ -86,7 +89,7 @@ def parse_batch(batch: dict, max_chars: int) -> dict:
     """Raw records -> canonical columns plus `error` ('' when accepted)."""
     cols = {k: [] for k in ("id", "category", "messages_json", "answer", "source", "meta",
                             "origin", "order", "error", "raw_text", "prompt_text",
-                            "response_text")}
+                            "response_text", "complexity")}
     n = len(batch["origin"])
     for k in range(n):
         raw, origin = batch["raw"][k], str(batch["origin"][k])
@@ -121,10 +124,13 @@ def parse_batch(batch: dict, max_chars: int) -> dict:
         cols["order"].append(int(batch["order"][k]))
         cols["error"].append(error)
         cols["raw_text"].append(text[:RAW_KEEP] if error else "")
-        cols["prompt_text"].append(prompt_text(row["messages"]) if row["messages"] else "")
+        prompt = prompt_text(row["messages"]) if row["messages"] else ""
+        cols["prompt_text"].append(prompt)
+        cols["complexity"].append(complexity_score(prompt, row["meta"]) if prompt else 0.0)
         cols["response_text"].append(row["messages"][-1]["content"] if row["messages"] else "")
-    return {k: np.array(v, dtype=object) if k != "order" else np.array(v) for k, v in
-            cols.items()}
+    numeric = ("order", "complexity")
+    return {k: np.array(v) if k in numeric else np.array(v, dtype=object)
+            for k, v in cols.items()}
 
 
 def _source_items(sources: list[SourceConfig], offset: int) -> list[dict]:
@@ -143,7 +149,8 @@ def _testbed_records(cfg: RunConfig) -> tuple[list[dict], list[dict]]:
     tb = cfg.pool.testbed
     train, evals = testbed.generate(cfg.seed, tb.items_per_category, tb.eval_per_category,
                                     tb.categories, tb.sequential_per_depth, tb.complex_nodes,
-                                    tb.complex_per_level)
+                                    tb.complex_per_level, tb.sequential_eval_per_depth,
+                                    tb.complex_eval_per_level, tb.sequential_ops)
 
     def records(rows, file_index):
         return [{"origin": f"testbed:{r['id']}", "raw": json.dumps(r).encode(),

@@ -119,21 +119,23 @@ def apply_chain(ops: list[str], text: str) -> list[str]:
     return steps
 
 
-def _random_ops(rng: random.Random, n: int) -> list[str]:
-    return [rng.choice(sorted(OPS)) for _ in range(n)]
+def _random_ops(rng: random.Random, n: int, ops: list[str] | None = None) -> list[str]:
+    return [rng.choice(sorted(ops or OPS)) for _ in range(n)]
 
 
-def sequential_item(rng: random.Random, depth: int) -> tuple[str, str, list[str], list[str]]:
+def sequential_item(rng: random.Random, depth: int, ops: list[str] | None = None
+                    ) -> tuple[str, str, list[str], list[str]]:
     """SIT item: prompt, answer (every step joined by ' | '), ops, per-step answers."""
-    ops = _random_ops(rng, depth)
+    ops = _random_ops(rng, depth, ops)
     w = _word(rng, 3, 6)
     steps = apply_chain(ops, w)
     return " then ".join(ops) + f": {w}", " | ".join(steps), ops, steps
 
 
-def complex_item(rng: random.Random, nodes: int) -> tuple[str, str, list[str]]:
+def complex_item(rng: random.Random, nodes: int, ops: list[str] | None = None
+                 ) -> tuple[str, str, list[str]]:
     """Tree-Instruct item with `nodes` operation nodes; only the final result is asked."""
-    ops = _random_ops(rng, nodes)
+    ops = _random_ops(rng, nodes, ops)
     w = _word(rng, 3, 6)
     expr = w
     for op in ops:
@@ -193,12 +195,22 @@ def generate(
     sequential_per_depth: int = 0,
     complex_nodes: list[int] = (),
     complex_per_level: int = 0,
+    sequential_eval_per_depth: int | None = None,
+    complex_eval_per_level: int | None = None,
+    ops: list[str] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """(train rows, eval rows). Eval prompts never appear in train for the same category."""
     names = categories or list(TASKS)
     unknown = sorted(set(names) - set(TASKS))
     if unknown:
         raise ValueError(f"unknown testbed categories {unknown}; known: {sorted(TASKS)}")
+    bad_ops = sorted(set(ops or ()) - set(OPS))
+    if bad_ops:
+        raise ValueError(f"unknown testbed operations {bad_ops}; known: {sorted(OPS)}")
+    seq_eval = sequential_per_depth // 4 if sequential_eval_per_depth is None else \
+        sequential_eval_per_depth
+    cx_eval = complex_per_level // 4 if complex_eval_per_level is None else \
+        complex_eval_per_level
     train: list[dict] = []
     evals: list[dict] = []
     for ci, name in enumerate(names):
@@ -220,17 +232,17 @@ def generate(
             train.append(_row("train", name, k, p, a))
     rng = random.Random(f"{seed}-sequential")
     for depth in range(1, 5):
-        for split, n in (("train", sequential_per_depth), ("eval", sequential_per_depth // 4)):
+        for split, n in (("train", sequential_per_depth), ("eval", seq_eval)):
             for k in range(n):
-                p, a, ops, steps = sequential_item(rng, depth)
+                p, a, chain, steps = sequential_item(rng, depth, ops)
                 row = _row(split, "sequential", depth * 100000 + k, p, a,
-                           depth=depth, ops=ops, steps=steps)
+                           depth=depth, ops=chain, steps=steps)
                 (train if split == "train" else evals).append(row)
     rng = random.Random(f"{seed}-complex")
     for nodes in complex_nodes:
-        for split, n in (("train", complex_per_level), ("eval", complex_per_level // 4)):
+        for split, n in (("train", complex_per_level), ("eval", cx_eval)):
             for k in range(n):
-                p, a, ops = complex_item(rng, nodes)
-                row = _row(split, f"complex{nodes}", k, p, a, complexity=nodes, ops=ops)
+                p, a, tree = complex_item(rng, nodes, ops)
+                row = _row(split, f"complex{nodes}", k, p, a, complexity=nodes, ops=tree)
                 (train if split == "train" else evals).append(row)
     return train, evals

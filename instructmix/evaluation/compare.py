@@ -51,24 +51,68 @@ def aggregate(cells: list[dict]) -> dict:
             "counts": mine[0]["counts"],
             "train_tokens": _mean_std([c["train_tokens"] for c in mine]),
         }
+        for key, metric in (("by_depth", "following_rate"), ("by_depth", "step_accuracy"),
+                            ("by_complexity", "exact_match")):
+            levels = sorted({lv for c in mine for lv in c.get(key) or {}}, key=int)
+            if levels:
+                out[name].setdefault(key, {})[metric] = {
+                    lv: _mean_std([c[key][lv][metric] for c in mine if lv in (c.get(key) or {})])
+                    for lv in levels}
     return out
+
+
+def table_rows(agg: dict) -> list[list[str]]:
+    """The comparison as rows [label, cell per arm]: exact match per category and macro,
+    mean ± std over seeds; then, when the eval set has them, following rate and per-step
+    accuracy by chain depth and exact match by tree size; then tokens trained."""
+    names = list(agg)
+    cats = sorted(next(iter(agg.values()))["exact_match"]) if agg else []
+
+    def cell(v, digits=2) -> str:
+        return f"{v['mean']:.{digits}f} ± {v['std']:.{digits}f}" if v else "n/a"
+
+    rows = [[c] + [cell(agg[n]["exact_match"][c]) for n in names] for c in cats]
+    rows.append(["**macro**"] + [f"**{cell(agg[n]['macro_exact_match'], 3)}**" for n in names])
+    for key, metric, label in (("by_depth", "following_rate", "following rate, depth"),
+                               ("by_depth", "step_accuracy", "per-step accuracy, depth"),
+                               ("by_complexity", "exact_match", "exact match, nodes")):
+        levels = sorted({lv for n in names for lv in agg[n].get(key, {}).get(metric, {})},
+                        key=int)
+        rows += [[f"{label} {lv}"] + [cell(agg[n].get(key, {}).get(metric, {}).get(lv))
+                                      for n in names] for lv in levels]
+    rows.append(["tokens trained"] + [f"{agg[n]['train_tokens']['mean']:,.0f}" for n in names])
+    return rows
 
 
 def markdown_table(agg: dict) -> str:
     names = list(agg)
-    cats = sorted(next(iter(agg.values()))["exact_match"]) if agg else []
     head = "| category | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
-    rows = []
-    for c in cats:
-        cells = [f"{agg[n]['exact_match'][c]['mean']:.2f} ± {agg[n]['exact_match'][c]['std']:.2f}"
-                 for n in names]
-        rows.append(f"| {c} | " + " | ".join(cells) + " |")
-    macro = [f"**{agg[n]['macro_exact_match']['mean']:.3f} ± "
-             f"{agg[n]['macro_exact_match']['std']:.3f}**" for n in names]
-    rows.append("| **macro** | " + " | ".join(macro) + " |")
-    tokens = [f"{agg[n]['train_tokens']['mean']:,.0f}" for n in names]
-    rows.append("| tokens trained | " + " | ".join(tokens) + " |")
-    return head + "\n".join(rows) + "\n"
+    return head + "\n".join("| " + " | ".join(r) + " |" for r in table_rows(agg)) + "\n"
+
+
+def augment_cell(cfg: RunConfig, rows: list[dict], kind: str, seed: int, path: Path,
+                 tools: dict) -> dict:
+    """Replace a cell's training set by its `kind` augmentation, token-matched to the rows;
+    the counts of what was produced, rejected and kept go into the cell's record."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from instructmix.augment.augment_stage import augment_rows, make_rewriter, token_counter
+
+    if not tools:
+        tools.update(rewriter=make_rewriter(cfg), count=token_counter(cfg))
+    target = int(sum(int(r["n_tokens"]) for r in rows))
+    kept, items, rejects = augment_rows(rows, kind, cfg, tools["rewriter"], tools["count"],
+                                        seed, target)
+    if not kept:
+        raise ValueError(f"compare: {kind} produced no item from {len(rows)} rows; first "
+                         f"reasons: {[r['reason'] for r in rejects[:3]]}")
+    pq.write_table(pa.Table.from_pylist(kept), path)
+    cats = [x["category"] for x in kept]
+    return {"augment": {"kind": kind, "rows_in": len(rows), "items": len(items),
+                        "rejected": len(rejects), "kept": len(kept),
+                        "kept_tokens": int(sum(x["n_tokens"] for x in kept))},
+            "counts": {c: cats.count(c) for c in sorted(set(cats))}}
 
 
 def run_compare(cfg: RunConfig, out: Path) -> dict:
@@ -85,15 +129,20 @@ def run_compare(cfg: RunConfig, out: Path) -> dict:
     pool = read_pool(run_dir)
     sets = out / "sets"
     sets.mkdir(exist_ok=True)
-    trials, meta = [], {}
+    trials, meta, augmented = [], {}, {}
     for spec in cc.strategies:
-        strategy, _, extra = spec.partition("+")
+        strategy, *extras = spec.split("+")
+        aug = next((e for e in extras if e != "curriculum"), None)
+        curriculum = "dependency" if "curriculum" in extras else "none"
         for seed in cc.seeds:
             name = f"{spec}-s{seed}"
-            choice = choose_for(cfg, pool, strategy, "dependency" if extra else "none", seed)
+            choice = choose_for(cfg, pool, strategy, curriculum, seed)
             summary = write_selection(pool, choice, sets, f"{name}.parquet", None)
             meta[name] = {"strategy": spec, "seed": seed, "counts": summary["per_category"],
                           "selected_tokens": summary["tokens"]}
+            if aug:
+                meta[name].update(augment_cell(cfg, pool.take(choice.order).to_pylist(), aug,
+                                               seed, sets / f"{name}.parquet", augmented))
             trials.append({"name": name, "seed": seed, "train_file": str(sets / f"{name}.parquet"),
                            "eval_file": str(run_dir / "pool" / "eval.parquet"),
                            "model_path": model_path(run_dir), "train": trial_train(cfg),
@@ -104,10 +153,10 @@ def run_compare(cfg: RunConfig, out: Path) -> dict:
         raise RuntimeError(f"compare: trials failed: {[f['trial'] for f in failed]} "
                            f"(logs under {out / 'tune'}; re-run the stage to retry them)")
     by_name = {d["trial"]: d for d in done}
-    cells = [dict(meta[t["name"]], exact_match=by_name[t["name"]]["exact_match"],
-                  loss=by_name[t["name"]]["loss"], steps=by_name[t["name"]]["steps"],
-                  train_tokens=by_name[t["name"]]["train_tokens"],
-                  seconds=by_name[t["name"]]["seconds"]) for t in trials]
+    keys = ("exact_match", "loss", "steps", "train_tokens", "seconds", "by_depth",
+            "by_complexity")
+    cells = [dict(meta[t["name"]], **{k: by_name[t["name"]][k] for k in keys
+                                      if k in by_name[t["name"]]}) for t in trials]
     agg = aggregate(cells)
     (out / "results.json").write_text(json.dumps({"cells": cells, "strategies": agg},
                                                  indent=1))

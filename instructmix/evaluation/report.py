@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-STAGES = ["pool", "model", "probe", "select", "train", "eval", "compare"]
+STAGES = ["pool", "model", "probe", "select", "augment", "train", "eval", "compare"]
 EXAMPLES_PER_CATEGORY = 3
 CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;
@@ -211,6 +211,51 @@ def _eval_html(by_strategy: dict[str, dict], preds, res_path, pred_path) -> str:
     return "".join(parts)
 
 
+def _levels(d) -> list[str]:
+    """Keys "1", "2", ..., "10" in numeric order."""
+    return sorted(d, key=lambda k: (len(str(k)), str(k))) if isinstance(d, dict) else []
+
+
+def _depth_html(results) -> str | None:
+    """Testbed chains by depth, Tree-Instruct rows by complexity and judged SeqEval by depth;
+    None when the results have none of them."""
+    res = results if isinstance(results, dict) else {}
+    depth, cx, seq = res.get("by_depth"), res.get("by_complexity"), res.get("seqeval")
+    parts = []
+    if depth:
+        ds = _levels(depth)
+        parts += [table(["depth", "n", "following rate", "per-step accuracy"],
+                        [[d, depth[d].get("n"), fmt(depth[d].get("following_rate")),
+                          fmt(depth[d].get("step_accuracy"))] for d in ds]),
+                  svg_bars(ds, [depth[d].get("following_rate") for d in ds],
+                           "Following rate by depth (testbed)", vmax=1.0),
+                  cap("Testbed chains of `depth` sub-tasks, scored exactly: the prediction is "
+                      "split on '|'. following rate = share of chains with every step right "
+                      "and no extra or missing step; per-step accuracy = steps right / steps "
+                      "asked.")]
+    if cx:
+        parts += [table(["complexity (nodes)", "n", "exact match"],
+                        [[c, cx[c].get("n"), fmt(cx[c].get("exact_match"))] for c in _levels(cx)]),
+                  cap("Tree-Instruct rows composing that many operations; exact match = share "
+                      "whose final answer is right.")]
+    if isinstance(seq, dict):
+        by = seq.get("by_depth") or {}
+        rows = [[d, by[d].get("n"), by[d].get("judged"), by[d].get("followed"),
+                 fmt(by[d].get("following_rate")), by[d].get("rejected"),
+                 "; ".join(f"{r} ({n})" for r, n in (by[d].get("reject_reasons") or {}).items())]
+                for d in _levels(by)]
+        rows.append(["all", seq.get("n"), seq.get("judged"), seq.get("followed"),
+                     fmt(seq.get("following_rate")), seq.get("rejected"), ""])
+        parts += ["<h3>SeqEval (judged)</h3>",
+                  table(["depth", "n", "judged", "followed", "following rate", "rejected",
+                         "reject reasons"], rows),
+                  cap("The trained model answers every SeqEval prompt; the judge decides "
+                      "whether the response did every sub-task. following rate = followed / "
+                      "judged; rejected = no response or an unusable judge output (not "
+                      "counted in the rate). Responses: eval/seqeval.jsonl.")]
+    return "".join(parts) or None
+
+
 def _train_html(history, done, path) -> str:
     parts = []
     if isinstance(done, dict):
@@ -266,6 +311,8 @@ def _mix_sections(run_dir: Path, history) -> list[tuple[str, str]]:
 
 
 def run_report(cfg, out: Path) -> dict:
+    from instructmix.evaluation.report_augment import augment_html
+
     run_dir, out = Path(cfg.run_dir), Path(out)
     out.mkdir(parents=True, exist_ok=True)
     missing: list[str] = []
@@ -280,6 +327,8 @@ def run_report(cfg, out: Path) -> dict:
     results = _read_json(res_p, missing)
     preds = _read_jsonl(pred_p, missing)
     gt = _read_json(gt_p, []) if gt_p.is_file() else None
+    aug_p = run_dir / "augment" / "stats.json"
+    aug = _read_json(aug_p, []) if aug_p.is_file() else None
     by_strategy = {strategy: results} if isinstance(results, dict) else {}
     sel, train = dones["select"], dones["train"]
     stages = {s: (d or {}).get("seconds") for s, d in dones.items()}
@@ -297,6 +346,7 @@ def run_report(cfg, out: Path) -> dict:
                    for k in ("interactions", "dependencies", "cost")},
         "mixture": _read_json(run_dir / "select" / "mixture.json", []),
         "compare": _read_json(run_dir / "compare" / "results.json", []),
+        "augment": aug,
         "missing": missing,
         "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -315,11 +365,14 @@ def run_report(cfg, out: Path) -> dict:
                     + svg_bars(sorted(pc), [pc[c] for c in sorted(pc)],
                                f"Selected items per category ({strategy})", digits=0))
     mix_sections = _mix_sections(run_dir, history)
+    depth_html = _depth_html(results)
     stage_rows = [[s, fmt(v, 1) if v is not None else f"not run (no {run_dir / s}/_DONE.json)"]
                   for s, v in stages.items()]
     sections = [
         *mix_sections[:1],
         ("Evaluation", _eval_html(by_strategy, preds, res_p, pred_p)),
+        *([("By sequential depth", depth_html)] if depth_html else []),
+        *([("Augmentation", augment_html(aug))] if isinstance(aug, dict) else []),
         *mix_sections[1:],
         ("Training", _train_html(history, train, hist_p)),
         (f"Selection ({strategy})", sel_html),

@@ -126,19 +126,20 @@ def mixture_html(mixture: dict) -> str:
 
 
 def compare_html(compare: dict, cost: dict | None, train_tokens) -> str:
+    from instructmix.evaluation.compare import table_rows
+
     agg = compare["strategies"]
     names = list(agg)
     cats = sorted(next(iter(agg.values()))["exact_match"]) if agg else []
-    rows = [[c] + [f"{fmt(agg[n]['exact_match'][c]['mean'], 2)} ± "
-                   f"{fmt(agg[n]['exact_match'][c]['std'], 2)}" for n in names] for c in cats]
-    rows.append(["macro"] + [f"{fmt(agg[n]['macro_exact_match']['mean'])} ± "
-                             f"{fmt(agg[n]['macro_exact_match']['std'])}" for n in names])
-    rows.append(["tokens trained"] + [f"{agg[n]['train_tokens']['mean']:,.0f}" for n in names])
+    rows = [[r[0].replace("**", ""), *(c.replace("**", "") for c in r[1:])]
+            for r in table_rows(agg)]
     counts = [[c] + [agg[n]["counts"].get(c, 0) for n in names] for c in cats]
     seeds = next(iter(agg.values()))["seeds"] if agg else []
-    out = [cap(f"exact match per category, mean ± std over seeds {seeds}; every strategy "
-               "selects the same budget from the same pool and trains the same model with "
-               "the same loop and settings."), table(["category", *names], rows),
+    out = [cap(f"exact match per category, mean ± std over seeds {seeds}; every arm selects "
+               "the same budget from the same pool and trains the same model with the same "
+               "loop and settings (augmented arms: the selection rewritten, token-matched to "
+               "it); following rate = chains with every step right."),
+           table(["category", *names], rows),
            "<h4>Items per category (seed of the first cell)</h4>",
            table(["category", *names], counts)]
     if cost:

@@ -24,7 +24,8 @@ log = logging.getLogger("instructmix")
 
 def read_pool(run_dir: Path) -> pa.Table:
     pool = pq.read_table(run_dir / "pool" / "shards",
-                         columns=["id", "category", "messages", "answer", "n_tokens"])
+                         columns=["id", "category", "messages", "answer", "n_tokens",
+                                  "source", "meta"])
     return pool.sort_by("id")  # the sample depends on the seed, not on the shards' order
 
 

@@ -56,7 +56,9 @@ def trainer_for(cfg: RunConfig, model: str, train_file: Path, storage: Path, nam
 
 def run_train(cfg: RunConfig, out: Path) -> dict:
     os.environ["DS_ACCELERATOR"] = "cuda" if cfg.train.use_gpu else "cpu"
-    train_file = Path(cfg.run_dir) / "select" / "train.parquet"
+    run_dir = Path(cfg.run_dir)
+    train_file = (run_dir / "select" / "train.parquet" if cfg.augment.train_on == "plain"
+                  else run_dir / "augment" / "train.parquet")
     trainer = trainer_for(cfg, model_path(cfg.run_dir), train_file, out / "ray_results", "sft")
     result = trainer.fit()
     with result.checkpoint.as_directory() as d:

@@ -1,0 +1,156 @@
+"""Augment stage: the selection's SIT, Tree-Instruct or control version, token-matched.
+
+Reads `select/train.parquet` (the selection in training order). For `augment.train_on` in
+sit | tree | control it rewrites every selected row through the configured backend, then
+keeps a seeded subset of the produced items whose tokens add up to at most the selection's
+tokens (augmented items are longer: fewer of them fit). Writes
+- `items.parquet`: every produced item (origin_id, kind, mode, depth, chain, complexity,
+  n_tokens) and whether token matching kept it;
+- `rejected.jsonl`: every row the backend could not augment (origin_id, kind, step, reason,
+  raw output) — rows in = items + rejected, checked;
+- `train.parquet`: what the train stage trains on, in the selection's order;
+- `stats.json`: counts, reasons, tokens before and after matching, depths and modes.
+`train_on: plain` skips the stage (the train stage reads the selection itself).
+Token counts use the pool's counter (`pool.tokenizer`, else the embedder's tokenizer), so
+they are in the same units as the pool's `n_tokens` and the select budget.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from instructmix.config import RunConfig
+
+log = logging.getLogger("instructmix")
+KINDS = ("sit", "tree", "control")
+
+
+def make_rewriter(cfg: RunConfig):
+    """The rule rewriter (testbed, exact) or an LLM rewriter over an HF / HTTP generator."""
+    from instructmix.augment.base import GenParams
+
+    g = cfg.augment.generator
+    if g.backend == "rules":
+        from instructmix.augment.rules import RuleRewriter
+
+        return RuleRewriter(cfg.pool.testbed.sequential_ops, seed=cfg.seed)
+    from instructmix.augment.generators import make_generator
+    from instructmix.augment.llm_rewriter import LLMRewriter
+    from instructmix.training.model_factory import model_path
+
+    run_dir = Path(cfg.run_dir)
+    gen = make_generator(g, model_path(run_dir), run_dir / "cache")
+    return LLMRewriter(gen, GenParams(g.max_new_tokens, g.temperature))
+
+
+def token_counter(cfg: RunConfig):
+    """texts -> token counts, in the pool's units (see module doc)."""
+    from transformers import AutoTokenizer
+
+    from instructmix.data.embed import resolve_embedder
+
+    tok = AutoTokenizer.from_pretrained(cfg.pool.tokenizer or resolve_embedder(cfg.pool.embedder))
+
+    def count(texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros(0, dtype=np.int64)
+        ids = tok(texts, add_special_tokens=False)["input_ids"]
+        return np.array([len(x) for x in ids], dtype=np.int64)
+
+    return count
+
+
+def _text(item: dict) -> str:
+    from instructmix.data.schema import prompt_text
+
+    return f"{prompt_text(item['messages'])}\n{item['messages'][-1]['content']}"
+
+
+def augment_rows(rows: list[dict], kind: str, cfg: RunConfig, rewriter, count, seed: int,
+                 target_tokens: int) -> tuple[list[dict], list[dict], list[dict]]:
+    """(kept items in the rows' order, every produced item, rejects). Kept = the token
+    match of the produced items to `target_tokens`."""
+    from instructmix.augment.sit import control_augment, sit_augment
+    from instructmix.augment.tokens import token_match
+    from instructmix.augment.tree_instruct import tree_augment
+
+    if kind == "sit":
+        items, rejects = sit_augment(rows, rewriter, cfg.augment.sit, seed)
+    elif kind == "tree":
+        items, rejects = tree_augment(rows, rewriter, cfg.augment.tree)
+    elif kind == "control":
+        items, rejects = control_augment(rows, rewriter)
+    else:
+        raise ValueError(f"unknown augmentation {kind!r}; use one of {KINDS}")
+    sizes = count([_text(x) for x in items])
+    for item, n in zip(items, sizes, strict=True):
+        item["n_tokens"] = int(n)
+    keep = set(token_match(items, sizes, target_tokens, seed))
+    for k, item in enumerate(items):
+        item["token_matched"] = k in keep
+    return [x for x in items if x["token_matched"]], items, rejects
+
+
+def _table(items: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(items) if items else pa.table({"id": pa.array([], pa.string())})
+
+
+def _reason_group(reason: str) -> str:
+    """Reasons that differ only in numbers or quoted text count together."""
+    return re.sub(r"'[^']*'|\d+", "…", reason)[:100]
+
+
+def stats_of(rows: list[dict], kept: list[dict], items: list[dict], rejects: list[dict]) -> dict:
+    selected_tokens = int(sum(int(r["n_tokens"]) for r in rows))
+    return {
+        "rows_in": len(rows), "items": len(items), "rejected": len(rejects),
+        "counts_add_up": len(rows) == len(items) + len(rejects),
+        "rejected_by_reason": dict(Counter(_reason_group(r["reason"]) for r in rejects)),
+        "selection_tokens": selected_tokens,
+        "produced_tokens": int(sum(x["n_tokens"] for x in items)),
+        "matched_items": len(kept),
+        "matched_tokens": int(sum(x["n_tokens"] for x in kept)),
+        "depths": {str(d): n for d, n in sorted(Counter(x["depth"] for x in kept).items())},
+        "modes": dict(Counter(x["mode"] for x in kept).most_common(20)),
+        "mean_complexity": float(np.mean([x["complexity"] for x in kept])) if kept else None,
+    }
+
+
+def run_augment(cfg: RunConfig, out: Path) -> dict:
+    kind = cfg.augment.train_on
+    if kind == "plain":
+        (out / "skipped.json").write_text(json.dumps({"reason": "augment.train_on is plain"}))
+        return {"skipped": "augment.train_on is plain: the train stage reads the selection"}
+    rows = pq.read_table(Path(cfg.run_dir) / "select" / "train.parquet").to_pylist()
+    rewriter = make_rewriter(cfg)
+    log.info("augment: %s on %d selected rows with the %s backend", kind, len(rows),
+             cfg.augment.generator.backend)
+    target = int(sum(int(r["n_tokens"]) for r in rows))
+    kept, items, rejects = augment_rows(rows, kind, cfg, rewriter, token_counter(cfg),
+                                        cfg.seed, target)
+    stats = dict(stats_of(rows, kept, items, rejects), kind=kind,
+                 backend=cfg.augment.generator.backend)
+    with open(out / "rejected.jsonl", "w") as f:
+        for r in rejects:
+            f.write(json.dumps(r, default=str) + "\n")
+    (out / "stats.json").write_text(json.dumps(stats, indent=1))
+    if not stats["counts_add_up"]:
+        raise RuntimeError(f"augment accounting does not add up: {stats}")
+    if not kept:
+        raise ValueError(f"augment: no {kind} item was produced from {len(rows)} rows; reasons: "
+                         f"{stats['rejected_by_reason']} (every row in {out / 'rejected.jsonl'})")
+    pq.write_table(_table(items), out / "items.parquet")
+    pq.write_table(_table(kept), out / "train.parquet")
+    log.info("augment: %d rows -> %d items (%d rejected); %d items, %d tokens kept to match "
+             "the selection's %d tokens", len(rows), len(items), len(rejects), len(kept),
+             stats["matched_tokens"], target)
+    return {k: stats[k] for k in ("rows_in", "items", "rejected", "matched_items",
+                                  "matched_tokens", "selection_tokens")}

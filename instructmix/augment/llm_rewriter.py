@@ -1,0 +1,164 @@
+"""The augmentation operations done by a language model through a `Generator`.
+
+Every method sends ONE batched `Generator.complete` call for all of its inputs and parses
+the replies strictly: a reply that does not fit (unknown mode word, empty rewrite, a
+rewrite that only repeats its input, a judge verdict other than YES/NO) becomes a
+`Reject` with the reason and the raw text. A `Reject` from the generator passes through.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from instructmix.augment.base import SIT_MODES, Generator, GenParams, Reject
+from instructmix.augment.complexity import complexity_score
+
+MODE_PROMPT = (
+    "You will see a task given to an assistant. Decide how to turn it into a task with "
+    "one more step:\n"
+    "- decompose: it already hides two steps that can be stated separately;\n"
+    "- prefix: a closely related step fits naturally before it;\n"
+    "- suffix: a closely related step fits naturally after it;\n"
+    "- keep: no sensible extra step exists.\n"
+    "Reply with one word: decompose, prefix, suffix or keep.\n\nTask:\n{instruction}"
+)
+_REWRITE_HOW = {
+    "decompose": "Split the task into two sub-tasks that must be carried out one after the "
+                 "other, the second using the result of the first.",
+    "prefix": "Add one related sub-task that has to be carried out BEFORE the task, and whose "
+              "result the task then uses.",
+    "suffix": "Add one related sub-task that has to be carried out AFTER the task, working "
+              "on its result.",
+}
+REWRITE_PROMPT = (
+    "Rewrite the task below as a sequence of sub-tasks. {how} Keep every detail and any "
+    "input text of the original. Write only the rewritten task, with no title, comment "
+    "or answer.\n\nTask:\n{instruction}"
+)
+TREE_PROMPT = (
+    "Think of the task below as a tree: its key nouns and verbs are the nodes, linked by "
+    "how they depend on each other. Grow that tree by exactly {nodes} new nodes, each a "
+    "noun or a verb that brings a concrete, relevant detail (a constraint, an object, a "
+    "step). Then write the task that the grown tree describes, as one fluent request. "
+    "Do not mention trees or nodes and do not answer the task; write only the new task."
+    "\n\nTask:\n{instruction}"
+)
+JUDGE_PROMPT = (
+    "A request may contain several sub-tasks. Read the request and the response, and "
+    "decide whether the response carries out EVERY sub-task (quality does not matter, "
+    "only whether each one was attempted). Answer YES or NO only.\n\n"
+    "Request:\n{instruction}\n\nResponse:\n{response}"
+)
+_STRIP = " \t\r\n\"'`*.!:"
+_FENCE = re.compile(r"^```[\w-]*\n(.*?)\n?```$", re.S)
+_LABEL = re.compile(r"^\**(?:rewritten|new|revised) (?:task|instruction)\**\s*:\s*", re.I)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split()).lower()
+
+
+def _clean(raw: str) -> str:
+    """The reply without a code fence, a leading "New task:"-style label, or quotes."""
+    text = raw.strip()
+    m = _FENCE.match(text)
+    text = (m.group(1) if m else text).strip()
+    return _LABEL.sub("", text, count=1).strip().strip('"').strip()
+
+
+class LLMRewriter:
+    """`Rewriter` over a `Generator`. `params`: generation settings of rewrites and answers
+    (the one-word mode choice and the judge use at most 8 new tokens)."""
+
+    exact = False
+
+    def __init__(self, generator: Generator, params: GenParams | None = None):
+        self.generator = generator
+        self.params = params or GenParams()
+        self.name = f"llm:{getattr(generator, 'name', 'generator')}"
+        self._short = replace(self.params, max_new_tokens=min(self.params.max_new_tokens, 8))
+
+    @staticmethod
+    def canonical(instruction: str, category: str) -> str:
+        return instruction
+
+    @staticmethod
+    def surface(instruction: str) -> str:
+        return instruction
+
+    def _ask(self, user_texts: list[str], params: GenParams) -> list[str | Reject]:
+        if not user_texts:
+            return []
+        prompts = [[{"role": "user", "content": t}] for t in user_texts]
+        out = self.generator.complete(prompts, params)
+        if len(out) != len(prompts):
+            raise RuntimeError(f"{self.name}: {len(out)} completions for {len(prompts)} prompts")
+        return out
+
+    def choose_modes(self, instructions: list[str]) -> list[str | Reject]:
+        raws = self._ask([MODE_PROMPT.format(instruction=i) for i in instructions], self._short)
+        out: list[str | Reject] = []
+        for raw in raws:
+            word = raw if isinstance(raw, Reject) else raw.strip(_STRIP).lower()
+            if isinstance(word, str) and word not in SIT_MODES:
+                word = Reject(f"llm: mode reply is not one of {'/'.join(SIT_MODES)}", raw)
+            out.append(word)
+        return out
+
+    def _rewrites(self, instructions: list[str], raws: list[str | Reject]) -> list:
+        out: list[str | Reject] = []
+        for ins, raw in zip(instructions, raws, strict=True):
+            text = raw if isinstance(raw, Reject) else _clean(raw)
+            if isinstance(text, str) and not text:
+                text = Reject("llm: empty rewrite", raw)
+            elif isinstance(text, str) and _norm(text) == _norm(ins):
+                text = Reject("llm: rewrite repeats the input unchanged", raw)
+            out.append(text)
+        return out
+
+    def rewrite_sit(self, instructions: list[str], modes: list[str]) -> list[str | Reject]:
+        """`keep` returns the instruction unchanged without a call; other modes one call."""
+        out: list[str | Reject] = list(instructions)
+        todo = [k for k, m in enumerate(modes) if m != "keep"]
+        for k in todo:
+            if modes[k] not in _REWRITE_HOW:
+                out[k] = Reject(f"llm: unknown SIT mode {modes[k]!r}")
+        todo = [k for k in todo if not isinstance(out[k], Reject)]
+        texts = [REWRITE_PROMPT.format(how=_REWRITE_HOW[modes[k]], instruction=instructions[k])
+                 for k in todo]
+        done = self._rewrites([instructions[k] for k in todo], self._ask(texts, self.params))
+        for k, text in zip(todo, done, strict=True):
+            out[k] = text
+        return out
+
+    def add_nodes(self, instructions: list[str], nodes: int) -> list[str | Reject]:
+        texts = [TREE_PROMPT.format(nodes=nodes, instruction=i) for i in instructions]
+        return self._rewrites(instructions, self._ask(texts, self.params))
+
+    def respond(self, instructions: list[str]) -> list[str | Reject]:
+        out: list[str | Reject] = []
+        for raw in self._ask(list(instructions), self.params):
+            if isinstance(raw, str) and not raw.strip():
+                raw = Reject("llm: empty response", raw)
+            out.append(raw if isinstance(raw, Reject) else raw.strip())
+        return out
+
+    def judge_following(self, instructions: list[str], responses: list[str]) -> list:
+        """SeqEval following: True if the response attempts every sub-task."""
+        texts = [JUDGE_PROMPT.format(instruction=i, response=r)
+                 for i, r in zip(instructions, responses, strict=True)]
+        out: list[bool | Reject] = []
+        verdicts = {"YES": True, "NO": False}
+        for raw in self._ask(texts, self._short):
+            if isinstance(raw, Reject):
+                out.append(raw)
+            elif raw.strip(_STRIP).upper() in verdicts:
+                out.append(verdicts[raw.strip(_STRIP).upper()])
+            else:
+                out.append(Reject("llm: judge answer is not YES or NO", raw))
+        return out
+
+    def complexity(self, instruction: str) -> float:
+        """Content-word proxy (see `complexity.complexity_score`)."""
+        return complexity_score(instruction, "")
