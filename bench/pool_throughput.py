@@ -1,9 +1,12 @@
 """Pool stage (Ray Data) rows/s against a plain single-process loop, side by side.
 
-Both embed the same rows with the same model (all-MiniLM-L6-v2, same truncation and
-length-sorted batches) and count tokens. The plain loop uses every core through torch
-threads; the Ray stage additionally reads, validates, dedupes, assigns categories and
-writes Parquet. Ray start-up is excluded (a cluster is up before a stage runs).
+Both do the same job on the same file: read the JSONL rows, validate them into the
+canonical schema (`to_canonical`), drop duplicate ids, embed the prompts with the same
+model (all-MiniLM-L6-v2, same truncation, length-sorted batches), count tokens and write
+Parquet; both times include loading the embedder. The plain loop uses every core through
+torch threads; the Ray stage runs the same work as tasks and an actor pool (plus its
+accounting: rejected rows, stats). Ray start-up is excluded (a cluster is up before a stage
+runs).
 
     python bench/pool_throughput.py [--rows 5000] [--source testbed|niv2]
 """
@@ -18,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,6 +31,7 @@ from instructmix.cluster import ensure_ray  # noqa: E402
 from instructmix.config import RunConfig  # noqa: E402
 from instructmix.data.embed import TextEncoder, embed_in_length_order  # noqa: E402
 from instructmix.data.pool import run_pool  # noqa: E402
+from instructmix.data.schema import RowError, prompt_text, to_canonical  # noqa: E402
 from instructmix.data.testbed import generate  # noqa: E402
 
 NIV2 = Path(__file__).resolve().parents[2] / "shared/data/niv2/niv2_definitions_pos_example.jsonl"
@@ -47,19 +52,31 @@ def rows_for(source: str, n: int) -> list[dict]:
              "output": r["answer"], "id": r["id"]} for r in train[:n]]
 
 
-def plain_loop(rows: list[dict], batch: int) -> float:
-    torch.set_num_threads(os.cpu_count())
-    enc = TextEncoder("minilm", None, 128, threads=os.cpu_count())
+def plain_loop(src: Path, batch: int, out: Path) -> float:
+    """The pool's job in one process: read, validate, dedupe, embed, count, write."""
     t0 = time.perf_counter()
-    prompts = [f"{r['instruction']}\n\n{r['input']}".strip() for r in rows]
-    embed_in_length_order(enc, prompts, batch)
-    enc.count_tokens([f"{p}\n{r['output']}" for p, r in zip(prompts, rows, strict=True)])
+    enc = TextEncoder("minilm", None, 128, threads=os.cpu_count())
+    rows, seen = [], set()
+    with open(src, "rb") as f:
+        for k, line in enumerate(f):
+            try:
+                row = to_canonical(json.loads(line), "alpaca", {}, "rows", f"rows-{k}")
+            except (ValueError, RowError):
+                continue
+            if row["id"] not in seen:
+                seen.add(row["id"])
+                rows.append(row)
+    prompts = [prompt_text(r["messages"]) for r in rows]
+    emb = embed_in_length_order(enc, prompts, batch)
+    n_tokens = enc.count_tokens([f"{p}\n{r['messages'][-1]['content']}"
+                                 for p, r in zip(prompts, rows, strict=True)])
+    table = pa.Table.from_pylist(rows).append_column("n_tokens", pa.array(n_tokens))
+    table = table.append_column("embedding", pa.array(list(emb)))
+    pq.write_table(table, out)
     return time.perf_counter() - t0
 
 
-def ray_stage(rows: list[dict], batch: int, tmp: Path) -> float:
-    src = tmp / "rows.jsonl"
-    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+def ray_stage(src: Path, batch: int, tmp: Path) -> float:
     cfg = RunConfig.model_validate({"run_dir": str(tmp / "run"), "pool": {
         "sources": [{"path": str(src), "format": "alpaca"}], "embed_batch_size": batch}})
     out = tmp / "run" / "pool"
@@ -78,8 +95,10 @@ def main() -> None:
     rows = rows_for(args.source, args.rows)
     ensure_ray()
     with tempfile.TemporaryDirectory() as tmp:
-        t_ray = ray_stage(rows, args.batch, Path(tmp))
-    t_plain = plain_loop(rows, args.batch)
+        src = Path(tmp) / "rows.jsonl"
+        src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        t_ray = ray_stage(src, args.batch, Path(tmp))
+        t_plain = plain_loop(src, args.batch, Path(tmp) / "plain.parquet")
     print(json.dumps({
         "bench": "pool_throughput", "source": args.source, "rows": len(rows),
         "cpus": os.cpu_count(),

@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("model_path", help="HF model folder")
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--threads", type=int, default=1, help="torch threads for generation")
     return p
 
 
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from instructmix.augment.server import main as serve
 
-        return serve([args.model_path, "--host", args.host, "--port", str(args.port)])
+        return serve([args.model_path, "--host", args.host, "--port", str(args.port),
+                      "--threads", str(args.threads)])
     if args.command == "testbed":
         from instructmix.data.testbed import ground_truth
 

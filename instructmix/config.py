@@ -57,8 +57,18 @@ class TestbedConfig(Section):
         None, ge=0, description="Held-out items per complexity level (None: "
         "complex_per_level // 4).")
     sequential_ops: list[str] | None = Field(
-        None, description="Operations that SIT chains and complexity trees draw from (None: "
-        "all testbed operations).")
+        None, description="Operations that SIT chains and complexity trees draw from, and "
+        "that the rule rewriter adds as prefix/suffix tasks (None: all testbed operations).")
+
+    @field_validator("sequential_ops")
+    @classmethod
+    def _ops(cls, v: list[str] | None) -> list[str] | None:
+        from instructmix.data.testbed import OPS
+
+        if v is not None and (not v or set(v) - set(OPS)):
+            raise ValueError(f"use a non-empty subset of {sorted(OPS)} (or null for all); "
+                             f"unknown: {sorted(set(v) - set(OPS))}")
+        return v
 
 
 class SourceConfig(Section):
@@ -263,13 +273,21 @@ class SitConfig(Section):
     max_depth: int = Field(4, ge=1, le=8, description="Longest chain (sub-tasks) made.")
     depth_weights: list[float] | None = Field(
         None, description="Weights of target depths 1..max_depth (None: uniform).")
+
+    @model_validator(mode="after")
+    def _weights(self) -> SitConfig:
+        w = self.depth_weights
+        if w is not None and (len(w) != self.max_depth or min(w) < 0 or sum(w) <= 0):
+            raise ValueError(f"depth_weights needs {self.max_depth} weights (one per depth "
+                             f"1..max_depth), all >= 0 with a positive sum; got {w}")
+        return self
     translation_field: str | None = Field(
         None, description="A meta key holding the instruction in another language: such rows "
         "become 'translate then answer' chains.")
 
 
 class AugmentConfig(Section):
-    train_on: Literal["plain", "sit", "tree", "control"] = Field(
+    train_on: Literal["plain", "sit", "tree", "control"] = Field(  # plain + AUGMENTATIONS
         "plain", description="What the train stage trains on: the selection as is, or its "
         "SIT / Tree-Instruct / control version, token-matched to the selection.")
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from instructmix.config import RunConfig
+from instructmix.config import AUGMENTATIONS, RunConfig
 
 log = logging.getLogger("instructmix")
 
@@ -42,6 +42,28 @@ def _probe_inputs(cfg: RunConfig) -> dict:
     return {"needed": cfg.needs_probes, "train": cfg.train.model_dump(include=keys)}
 
 
+RUNTIME_KNOBS = {"timeout_s", "max_retries", "backoff_s", "concurrency", "cache", "actors",
+                 "batch_size", "api_key_env"}  # how a generator is called, not what it makes
+
+
+def _augmentation(cfg: RunConfig) -> dict:
+    aug = cfg.augment.model_dump(mode="json")
+    aug["generator"] = {k: v for k, v in aug["generator"].items() if k not in RUNTIME_KNOBS}
+    return aug
+
+
+def _augment_inputs(cfg: RunConfig) -> dict:
+    """With `train_on: plain` the stage makes nothing, whatever the rest of the section says."""
+    return {"train_on": "plain"} if cfg.augment.train_on == "plain" else _augmentation(cfg)
+
+
+def _compare_inputs(cfg: RunConfig) -> dict:
+    """The eval settings its trials score with, and `augment` only for augmented arms."""
+    augmented = any(set(s.split("+")) & set(AUGMENTATIONS) for s in cfg.compare.strategies)
+    return {"eval": cfg.eval.model_dump(include={"max_new_tokens", "batch_size"}),
+            "augment": _augmentation(cfg) if augmented else None}
+
+
 def _lazy(module: str, name: str) -> Callable[[RunConfig, Path], dict]:
     """A stage function imported only when the stage runs (keeps `--help` and config
     errors fast, before torch/Ray are imported)."""
@@ -60,15 +82,14 @@ STAGES: list[Stage] = [
           _lazy("instructmix.probes.probe_stage", "run_probes"), extra=_probe_inputs),
     Stage("select", ("pool", "probe"), ("seed", "select"),
           _lazy("instructmix.selectors.select_stage", "run_select"), needs_ray=False),
-    Stage("augment", ("model", "select"), ("seed", "augment"),
-          _lazy("instructmix.augment.augment_stage", "run_augment")),
+    Stage("augment", ("model", "select"), ("seed",),
+          _lazy("instructmix.augment.augment_stage", "run_augment"), extra=_augment_inputs),
     Stage("train", ("model", "select", "augment"), ("seed", "train"),
           _lazy("instructmix.training.train_stage", "run_train")),
     Stage("eval", ("train", "pool"), ("eval",),
           _lazy("instructmix.evaluation.eval_stage", "run_eval")),
-    Stage("compare", ("pool", "model", "probe"), ("seed", "select", "train", "eval", "compare",
-                                                   "augment"),
-          _lazy("instructmix.evaluation.compare", "run_compare")),
+    Stage("compare", ("pool", "model", "probe"), ("seed", "select", "train", "compare"),
+          _lazy("instructmix.evaluation.compare", "run_compare"), extra=_compare_inputs),
     Stage("report", ("pool", "probe", "select", "augment", "train", "eval", "compare"), (),
           _lazy("instructmix.evaluation.report", "run_report"), needs_ray=False),
 ]

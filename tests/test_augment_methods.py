@@ -39,10 +39,11 @@ class Scripted:
     name = "scripted"
 
     def __init__(self, reply):
-        self.reply, self.calls = reply, []
+        self.reply, self.calls, self.params = reply, [], []
 
     def complete(self, prompts, params):
         self.calls.append(len(prompts))
+        self.params.append(params)
         return [self.reply(p[-1]["content"]) for p in prompts]
 
 
@@ -87,12 +88,13 @@ def test_unchainable_categories_kept_or_rejected_with_reasons():
     assert got["d"]["mode"] == "keep" and got["d"]["answer"] == "dcba"
     assert got["d"]["messages"][0]["content"] == "sort: bdac"  # tag never leaks
     assert got["a"]["answer"] == "7" and got["x"]["answer"] == "24"
-    assert [r["origin_id"] for r in rejects] == ["n"]
-    assert "noise" in rejects[0]["reason"] and rejects[0]["step"] == "respond"
+    assert [(r["origin_id"], r["step"], r["reason"]) for r in rejects] == [
+        ("n", "respond", "rules: category noise has no exact answer")]
     items, rejects = tree_augment(rows, rules, TreeConfig(nodes=3))
-    assert not items and len(rejects) == 4
-    assert "category sort_desc has no string operation" in rejects[0]["reason"]
-    assert {r["step"] for r in rejects} == {"add_nodes[1]"}
+    assert not items
+    assert [(r["origin_id"], r["step"], r["reason"]) for r in rejects] == [
+        (r["id"], "add_nodes[1]", f"rules: category {r['category']} has no string operation")
+        for r in rows]
 
 
 def test_tree_adds_exact_nodes_per_round():
@@ -102,8 +104,12 @@ def test_tree_adds_exact_nodes_per_round():
     assert not rejects and len(items) == len(rows)
     for it in items:
         base = 2 if it["category"] == "rev_upper" else 1
-        chain = json.loads(it["chain"])
-        assert [rules.complexity(c) for c in chain] == [base + 3, base + 6]
+        chain = json.loads(it["chain"])  # same shape as SIT / control chains
+        assert [c["mode"] for c in chain] == ["original", "tree+3", "tree+3"]
+        original = next(r for r in rows if r["id"] == it["origin_id"])
+        assert chain[0]["instruction"] == original["messages"][0]["content"]
+        assert chain[-1]["instruction"] == it["messages"][0]["content"]
+        assert [rules.complexity(c["instruction"]) for c in chain] == [base, base + 3, base + 6]
         assert it["complexity"] == base + 6 and it["kind"] == "tree"
         meta = json.loads(it["meta"])
         word = parse(it["messages"][0]["content"]).text
@@ -133,16 +139,28 @@ def test_sit_depths_chains_and_exact_steps():
     assert {it["depth"] for it in weighted} == {3, 4}
 
 
-def test_counts_add_up_and_control():
+def _why(rejects):
+    return Counter((r["step"], r["reason"]) for r in rejects)
+
+
+def test_known_outcomes_and_control():
+    # 56 rows: 4 of each of 10 categories, 16 sequential chains (depths 1-4), 4 complex2
     rows = _rows(4, sequential_per_depth=4, complex_nodes=[2], complex_per_level=4)
     rules = RuleRewriter(seed=0)
-    for items, rejects in (sit_augment(rows, rules, SitConfig(), seed=1),
-                           tree_augment(rows, rules, TreeConfig()),
-                           control_augment(rows, rules)):
-        assert len(items) + len(rejects) == len(rows)
-        assert len({it["id"] for it in items}) == len(items)
+    noise = {("respond", "rules: category noise has no exact answer"): 4}
+    items, rejects = sit_augment(rows, rules, SitConfig(), seed=1)
+    assert (len(items), _why(rejects)) == (52, noise)
+    items, rejects = tree_augment(rows, rules, TreeConfig())
+    no_op = "rules: category {} has no string operation"
+    assert len(items) == 24 and _why(rejects) == {
+        **{("add_nodes[1]", no_op.format(c)): 4
+           for c in ("add", "double", "sort_desc", "noise", "parity")},
+        **{("add_nodes[1]", f"rules: a chain of {d} steps is not one expression"): 4
+           for d in (2, 3, 4)}}
     items, rejects = control_augment(rows, rules)
-    assert {r["origin_id"].split("-")[2] for r in rejects} == {"noise"}
+    assert (len(items), _why(rejects)) == (52, noise)
+    assert [it["origin_id"] for it in items] == [r["id"] for r in rows
+                                                 if r["category"] != "noise"]
     for it in items:  # the exact rewriter reproduces every testbed answer
         original = next(r for r in rows if r["id"] == it["origin_id"])
         assert it["answer"] == original["answer"] and it["kind"] == "control"
@@ -169,19 +187,22 @@ def test_llm_rejects_malformed_outputs():
     replies = iter(["maybe", " Prefix. ", "keep"])
     llm = LLMRewriter(Scripted(lambda _: next(replies)), GenParams())
     bad, good, keep = llm.choose_modes(["a", "b", "c"])
-    assert isinstance(bad, Reject) and "mode" in bad.reason and bad.raw == "maybe"
+    assert bad == Reject("llm: mode reply is not one of decompose/prefix/suffix/keep", "maybe")
     assert (good, keep) == ("prefix", "keep")
     replies = iter(["", "  Do A  then b ", "New task: Do B first, then do a."])
-    out = llm.rewrite_sit(["do a then b", "do a then b", "do a", "x"],
-                          ["prefix", "suffix", "prefix", "keep"])
-    assert isinstance(out[0], Reject) and "empty" in out[0].reason
-    assert isinstance(out[1], Reject) and "repeats" in out[1].reason
-    assert out[2] == "Do B first, then do a." and out[3] == "x"
+    gen = Scripted(lambda _: next(replies))
+    out = LLMRewriter(gen).rewrite_sit(["do a then b", "do a then b", "do a", "x"],
+                                       ["prefix", "suffix", "prefix", "keep"])
+    assert out[0] == Reject("llm: empty rewrite", "")
+    assert out[1] == Reject("llm: rewrite repeats the input unchanged", "  Do A  then b ")
+    assert out[2] == "Do B first, then do a."
+    assert out[3] == Reject("llm: unknown SIT mode 'keep'")  # sit_augment never asks it
+    assert gen.calls == [3]  # one batched call, nothing sent for the keep row
     verdicts = iter(["YES", "no.", "Sure, it does"])
     judge = LLMRewriter(Scripted(lambda _: next(verdicts))).judge_following(
         ["i"] * 3, ["r"] * 3)
     assert judge[:2] == [True, False]
-    assert isinstance(judge[2], Reject) and "YES or NO" in judge[2].reason
+    assert judge[2] == Reject("llm: judge answer is not YES or NO", "Sure, it does")
 
 
 def test_llm_tree_filters():
@@ -201,8 +222,10 @@ def test_llm_tree_filters():
     gen = Scripted(reply)
     items, rejects = tree_augment(rows, LLMRewriter(gen), cfg)
     reasons = {r["origin_id"]: r["reason"] for r in rejects}
-    assert "needs at least" in reasons["short"] and "more than 100" in reasons["long"]
-    assert "'tree'" in reasons["banned"] or "'node'" in reasons["banned"]
+    assert reasons == {
+        "short": "tree: rewrite has 9 words, needs at least 19 (7 + 12)",
+        "long": "tree: rewrite has 127 words, more than 100",
+        "banned": "tree: leaked procedure word 'node'"}  # the first banned word found
     assert [it["origin_id"] for it in items] == ["ok"] and items[0]["answer"] == ""
     assert gen.calls == [4, 1]  # one batched call per round, one for the responses
     assert items[0]["complexity"] > complexity_score(base)
@@ -228,6 +251,35 @@ def test_llm_sit_batches_and_allows_words_already_present():
     grow = Scripted(lambda p: p.rsplit("Task:\n", 1)[-1] + " with a tree x")
     items, rejects = tree_augment(rows, LLMRewriter(grow), tree_cfg)
     assert not rejects  # 'tree' was already in every input
+
+
+def test_llm_short_calls_cap_tokens_and_keep_truncated_replies():
+    gen = Scripted(lambda p: "suffix" if p.startswith("You will see") else
+                   "YES" if p.startswith("A request") else p.rsplit("Task:\n", 1)[-1] + " x")
+    llm = LLMRewriter(gen, GenParams(max_new_tokens=300, temperature=0.5,
+                                     reject_truncated=False))
+    llm.choose_modes(["a"])
+    llm.judge_following(["a"], ["b"])
+    llm.rewrite_sit(["a"], ["suffix"])
+    llm.add_nodes(["a"], 3)
+    llm.respond(["a"])
+    short = GenParams(max_new_tokens=8, temperature=0.5, reject_truncated=False)
+    full = GenParams(max_new_tokens=300, temperature=0.5, reject_truncated=True)
+    assert gen.params == [short, short, full, full, full]
+    tiny = LLMRewriter(gen, GenParams(max_new_tokens=4))
+    assert tiny._short == GenParams(max_new_tokens=4, reject_truncated=False)
+
+
+def test_sit_items_follow_the_rows_order():
+    # translation rows are made first and depth-1 rows finish before growing ones: without
+    # the final sort the items would come out grouped that way, not in the rows' order
+    rows = _rows(8, categories=["reverse", "upper", "rev_upper"])
+    rows.insert(3, _row("t", "What is 2+2?", "4", meta=json.dumps({"de": "Was ist 2+2?"})))
+    items, rejects = sit_augment(rows, RuleRewriter(seed=2),
+                                 SitConfig(max_depth=4, translation_field="de"), seed=5)
+    assert not rejects
+    assert [it["origin_id"] for it in items] == [r["id"] for r in rows]
+    assert len({it["depth"] for it in items}) > 2  # rows finished in different rounds
 
 
 def test_token_match_stays_under_and_close():

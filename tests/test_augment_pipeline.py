@@ -53,6 +53,10 @@ def test_sit_augmentation_trains_and_is_scored_by_depth(ray_local, tmp_path):
     assert stats["matched_tokens"] == tokens <= stats["selection_tokens"]
     assert stats["selection_tokens"] - tokens <= max(x["n_tokens"] for x in items)
     assert len(kept) < len(sel)  # chains are longer: fewer items at equal tokens
+    # the augmented rows keep the selection's training order (curricula need it)
+    position = {r["id"]: k for k, r in enumerate(sel)}
+    kept_positions = [position[x["origin_id"]] for x in kept]
+    assert kept_positions == sorted(kept_positions)
 
     # the train stage trained on the augmented rows; eval scored chains by depth
     steps = json.loads((run / "train" / "_DONE.json").read_text())["summary"]["steps"]
@@ -65,8 +69,15 @@ def test_sit_augmentation_trains_and_is_scored_by_depth(ray_local, tmp_path):
     # compare: the augmented arms trained on their own token-matched sets, scored by depth
     cells = json.loads((run / "compare" / "results.json").read_text())["cells"]
     by_arm = {c["strategy"]: c for c in cells}
-    assert by_arm["iid+sit"]["augment"]["kept_tokens"] <= by_arm["iid"]["selected_tokens"]
-    assert by_arm["iid+tree"]["augment"]["kind"] == "tree"
+    assert by_arm["iid+sit"]["augment"]["matched_tokens"] <= by_arm["iid"]["selected_tokens"]
+    # the tree arm cannot grow `add` rows: each is rejected with the reason, none dropped
+    tree = by_arm["iid+tree"]["augment"]
+    assert tree["kind"] == "tree" and tree["items"] + tree["rejected"] == tree["rows_in"]
+    tree_rejects = [json.loads(x) for x in
+                    (run / "compare" / "sets" / "iid+tree-s0" / "rejected.jsonl").open()]
+    assert len(tree_rejects) == tree["rejected"] > 0
+    assert all(r["reason"] == "rules: category add has no string operation"
+               for r in tree_rejects)
     assert all(set(c["by_depth"]) == {"1", "2", "3", "4"} for c in cells)
     table = (run / "compare" / "table.md").read_text()
     assert "following rate, depth 4" in table and "exact match, nodes 3" in table
@@ -75,9 +86,9 @@ def test_sit_augmentation_trains_and_is_scored_by_depth(ray_local, tmp_path):
 
 
 def test_llm_backend_over_http_rejects_with_reasons_and_keeps_what_parses(ray_local, tmp_path):
-    """The LLM path against a real OpenAI-compatible server serving the run's small model:
-    SIT needs a parseable mode word, which an untrained model never gives, so every row
-    that must grow is rejected with that reason (rows drawn at depth 1 only need a
+    """The LLM path against a real OpenAI-compatible server serving a small model that
+    answers testbed tasks: SIT needs a parseable mode word, which it never gives, so every
+    row that must grow is rejected with that reason (rows drawn at depth 1 only need a
     response); the control regenerates responses, which do parse."""
     from instructmix.augment.server import make_server
     from instructmix.pipeline import BY_NAME, run_stage
@@ -87,30 +98,37 @@ def test_llm_backend_over_http_rejects_with_reasons_and_keeps_what_parses(ray_lo
     base = dict(pool={"testbed": {"items_per_category": 12, "eval_per_category": 2,
                                   "categories": ["reverse", "upper"]}},
                 model={"max_positions": 512}, select={"budget": 10})
-    run_all(tiny_config(run, **base), stop_after="select")
-    # the run's model without its chat template: prompts end in their own text, so the
-    # untrained model continues them with (non-empty) characters
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    cfg = tiny_config(run, **base)
+    run_all(cfg, stop_after="select")
+    # a generator that ends its answers: the run's model briefly fine-tuned (with the
+    # project's own loop) on the selection, so it answers in a few characters and stops
+    from instructmix.training.loop import InProcessContext, sft
+    from instructmix.training.trial import in_process_train
 
+    table = pq.read_table(run / "select" / "train.parquet")
+    engine, tok, _ = sft({"model_path": model_path(run), "seed": 0, "rows": table.num_rows,
+                         "train": in_process_train(cfg.train.model_dump(), epochs=40,
+                                                   max_steps=None, micro_batch_size=2)},
+                         InProcessContext(table))
     served = tmp_path / "served"
-    tok = AutoTokenizer.from_pretrained(model_path(run))
-    tok.chat_template = None
+    engine._module().save_pretrained(served)
     tok.save_pretrained(served)
-    AutoModelForCausalLM.from_pretrained(model_path(run)).save_pretrained(served)
     server = make_server(str(served), port=0)
     import threading
 
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        gen = {"backend": "http", "base_url": server.base_url, "max_new_tokens": 8,
+        gen = {"backend": "http", "base_url": server.base_url, "max_new_tokens": 24,
                "max_retries": 0}
         sit = tiny_config(run, **base, augment={"train_on": "sit", "generator": gen})
         run_stage(sit, BY_NAME["augment"])
         stats = json.loads((run / "augment" / "stats.json").read_text())
         assert stats["rows_in"] == 10 and stats["counts_add_up"] and stats["rejected"] > 0
         rejects = [json.loads(x) for x in (run / "augment" / "rejected.jsonl").open()]
-        assert all(r["step"] == "choose_modes[1]" and "mode reply is not one of" in r["reason"]
-                   and r["raw"] for r in rejects)
+        bad_word = "llm: mode reply is not one of decompose/prefix/suffix/keep"
+        assert all(r["step"] == "choose_modes[1]" and r["reason"] in (bad_word,
+                   "empty completion") for r in rejects)
+        assert any(r["reason"] == bad_word and r["raw"] for r in rejects)
         items = pq.read_table(run / "augment" / "items.parquet").to_pylist()
         assert len(items) + len(rejects) == 10
         assert all(x["depth"] == 1 and x["mode"] == "none" for x in items)

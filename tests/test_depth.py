@@ -9,7 +9,14 @@ import pytest
 
 from instructmix.augment.base import GenParams, Reject
 from instructmix.data import testbed
-from instructmix.evaluation.depth import chain_scores, judge_seqeval, load_seqeval, step_results
+from instructmix.data.schema import meta_dict
+from instructmix.evaluation.depth import (
+    chain_scores,
+    judge_seqeval,
+    level_keys,
+    load_seqeval,
+    step_results,
+)
 from instructmix.evaluation.eval_stage import summarise
 
 
@@ -70,6 +77,28 @@ def test_chain_scores_empty_without_chains():
     rows = [{"id": "h", "category": "reverse", "answer": "ab", "meta": ""}]
     assert chain_scores(rows, [scored_row("h", "ab", "reverse", True)]) == {
         "by_depth": {}, "by_complexity": {}}
+
+
+@pytest.mark.parametrize("value, expected", [
+    ('{"depth": 2}', {"depth": 2}), ({"depth": 2}, {"depth": 2}), ("", {}), (None, {}),
+    ("{not json", {}), ("[1, 2]", {}), ("3", {}), (b'{"a": 1}', {"a": 1}), (b"\xff", {}),
+    (7, {}), (["depth"], {})])
+def test_meta_dict_never_raises(value, expected):
+    assert meta_dict(value) == expected
+
+
+def test_chain_scores_reads_dict_and_bad_meta():
+    rows = [{"id": "d", "meta": {"depth": 2, "steps": ["a", "b"]}},
+            {"id": "bad", "meta": "{oops"}, {"id": "list", "meta": "[]"}]
+    scored = [scored_row(r["id"], "a | b") for r in rows]
+    assert chain_scores(rows, scored)["by_depth"] == {
+        "2": {"n": 1, "followed": 1, "following_rate": 1.0, "step_accuracy": 1.0}}
+
+
+def test_level_keys_numeric_order():
+    assert level_keys({"10": 0, "2": 0, "1": 0, "9": 0}) == ["1", "2", "9", "10"]
+    assert level_keys({"all": 0, "3": 0, 1: 0}) == [1, "3", "all"]  # non-numbers last
+    assert level_keys(None) == [] and level_keys([1, 2]) == []
 
 
 def _testbed_eval():
@@ -316,7 +345,7 @@ def test_run_eval_with_chains_and_seqeval(ray_local, tmp_path, monkeypatch):
         eval_stage.run_eval(cfg, out)
 
     judge = ScriptedJudge([True, False])
-    monkeypatch.setattr(eval_stage, "make_judge", lambda cfg, out: judge)
+    monkeypatch.setattr(eval_stage, "make_judge", lambda *args, **kwargs: judge)
     cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(
         update={"judge": GeneratorConfig(backend="http")})})
     summary = eval_stage.run_eval(cfg, out)

@@ -14,19 +14,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from instructmix.augment.base import GenParams, Reject
+from instructmix.augment.base import TRUNCATED, GenParams, Reject
 from instructmix.augment.generators import (
     CachedGenerator,
+    GenerateBatch,
     HFGenerator,
     LocalLM,
+    chat_prompt,
     make_generator,
-    prompt_text,
 )
 from instructmix.augment.http_client import OpenAIChatGenerator
 from instructmix.augment.server import make_server
 from instructmix.config import GeneratorConfig
 
-PARAMS = GenParams(max_new_tokens=8, temperature=0.0)
+# The untrained tiny model rarely ends with eos: its 8-token completions are cut at the
+# limit, so the plumbing tests keep them (truncation has its own tests below).
+PARAMS = GenParams(max_new_tokens=8, temperature=0.0, reject_truncated=False)
 # Six prompts whose last characters differ: the tiny model's greedy outputs differ too, so
 # a wrong order would show.
 PROMPTS = [[{"role": "user", "content": "Say " + "abcdef"[i] * (i + 1) + "qrstuv"[i]}]
@@ -251,6 +254,62 @@ def test_malformed_answers_and_api_key(monkeypatch):
     assert _Canned.auth == ["Bearer sekrit"] * 3 + [None]
 
 
+def test_truncated_http_completion_is_rejected_unless_allowed():
+    def body(finish: str | None) -> bytes:
+        choice = {"index": 0, "message": {"role": "assistant", "content": "half a sent"}}
+        if finish is not None:
+            choice["finish_reason"] = finish
+        return json.dumps({"choices": [choice]}).encode()
+
+    _Canned.replies = [body("length"), body("length"), body("stop"), body(None)]
+    _Canned.auth = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        gen = client(f"http://127.0.0.1:{server.server_address[1]}/v1", concurrency=1)
+        strict = GenParams(max_new_tokens=8, temperature=0.0)  # reject_truncated defaults on
+        out = gen.complete(PROMPTS[:1], strict)
+        out += gen.complete(PROMPTS[:1], PARAMS)  # reject_truncated=False: kept
+        out += gen.complete(PROMPTS[:2], strict)  # "stop" and no finish_reason: kept
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out == [Reject(TRUNCATED, "half a sent"), "half a sent", "half a sent",
+                   "half a sent"]
+    assert gen.retries == 0 and gen.requests == 4
+
+
+def test_truncated_local_completion_is_rejected_unless_allowed(model_dir):
+    batch = {"index": list(range(len(PROMPTS))), "messages": [json.dumps(p) for p in PROMPTS]}
+    cut = LocalLM(model_dir).generate(PROMPTS, 2, 0.0)
+    assert [r["finish_reason"] for r in cut] == ["length"] * len(PROMPTS)
+    strict = GenerateBatch(model_dir, max_new_tokens=2, temperature=0.0)(batch)
+    assert strict["error"] == [TRUNCATED] * len(PROMPTS)
+    assert strict["text"] == [r["text"] for r in cut]  # the raw output rides along
+    lenient = GenerateBatch(model_dir, 2, 0.0, reject_truncated=False)(batch)
+    assert lenient["error"] == [""] * len(PROMPTS) and lenient["text"] == strict["text"]
+
+
+def test_cache_key_tells_params_apart(tmp_path):
+    cached = CachedGenerator(OpenAIChatGenerator("http://127.0.0.1:1/v1", api_key_env=None),
+                             tmp_path / "cache.sqlite")
+    keys = {cached.key(PROMPTS[0], p) for p in
+            (GenParams(8, 0.0), GenParams(8, 0.0, reject_truncated=False), GenParams(9, 0.0),
+             GenParams(8, 0.5))}
+    assert len(keys) == 4
+    assert cached.key(PROMPTS[0], GenParams(8, 0.0)) == cached.key(PROMPTS[0], GenParams(8, 0))
+
+
+def test_cli_serve_forwards_threads(monkeypatch):
+    from instructmix import cli
+    from instructmix.augment import server
+
+    seen = []
+    monkeypatch.setattr(server, "main", lambda argv: seen.append(argv) or 0)
+    assert cli.main(["serve", "some/model", "--port", "9", "--threads", "3"]) == 0
+    assert seen == [["some/model", "--host", "127.0.0.1", "--port", "9", "--threads", "3"]]
+
+
 def test_make_generator(model_dir, tmp_path, monkeypatch):
     http = GeneratorConfig(backend="http", base_url="http://127.0.0.1:1/v1", model="m")
     gen = make_generator(http, None, tmp_path)
@@ -273,10 +332,10 @@ def test_make_generator(model_dir, tmp_path, monkeypatch):
 
 def test_chat_template_prompt_and_batched_generation(model_dir, tmp_path):
     templated = LocalLM(_build(tmp_path / "templated", chat_template=True))
-    text, specials = prompt_text(templated.tok, PROMPTS[0])
+    text, specials = chat_prompt(templated.tok, PROMPTS[0])
     assert text == "<|user|>Say aq\n<|assistant|>" and not specials
     lm = LocalLM(model_dir)
-    assert prompt_text(lm.tok, PROMPTS[0]) == ("Say aq", True)
+    assert chat_prompt(lm.tok, PROMPTS[0]) == ("Say aq", True)
     singles = [lm.generate([p], 8, 0.0)[0] for p in PROMPTS]
     assert lm.generate(PROMPTS, 8, 0.0) == singles  # left padding changes nothing
     too_long = [{"role": "user", "content": "a" * 200}]

@@ -32,3 +32,7 @@ def test_end_to_end_then_resume_between_stages(ray_local, tmp_path):
     again = run_all(tiny_config(tmp_path / "run", eval={"max_new_tokens": 4}))
     assert all(again[s].get("skipped") for s in ("pool", "model", "probe", "select", "train"))
     assert not again["eval"].get("skipped") and not again["report"].get("skipped")
+    # augmentation settings do not touch a run that trains on the plain selection
+    plain = run_all(tiny_config(tmp_path / "run", eval={"max_new_tokens": 4},
+                                augment={"tree": {"nodes": 5}, "sit": {"max_depth": 2}}))
+    assert all(plain[s].get("skipped") for s in ("augment", "train", "eval", "compare"))

@@ -22,7 +22,8 @@ def test_probes_mixture_curriculum_end_to_end(ray_local, tmp_path):
                                "categories": CATS}},
         probes={"base_per_category": 10, "add_per_category": 10, "seeds": 2,
                 "random_mixtures": 1, "epochs": 1, "micro_batch_size": 4,
-                "valid_per_category": 6, "fail_trial": "base-s1", "max_failures": 1},
+                "valid_per_category": 6, "fail_trial": "base-s1", "max_failures": 1,
+                "warm_start_epochs": 1},
         select={"strategy": "milp", "curriculum": "dependency", "budget": 96,
                 "trust_region": 0.5},
         train={"log_batch_ids": True, "max_steps": None, "epochs": 1, "micro_batch_size": 8},
@@ -37,6 +38,15 @@ def test_probes_mixture_curriculum_end_to_end(ray_local, tmp_path):
     assert all(set(t["loss"]) == set(CATS) and min(t["loss"].values()) > 0
                for t in probes["trials"])
     assert len(list((run / "probe" / "tune" / "probes").glob("*/result.json"))) == 9
+    # warm start: one D0 trial per seed saved a model; that seed's probes started from it
+    cost = json.loads((run / "probe" / "cost.json").read_text())
+    assert cost["warm_start_trials"] == 2
+    for s in (0, 1):
+        assert (run / "probe" / "warm" / f"s{s}" / "model.safetensors").is_file()
+    starts = {json.loads(f.read_text())["trial"]["name"]: json.loads(f.read_text())["trial"][
+        "model_path"] for f in (run / "probe" / "tune" / "probes").glob("*/params.json")}
+    assert starts["base-s1"] == starts["reverse-s1"] == str(run / "probe" / "warm" / "s1")
+    assert starts["random-0"] == str(run / "probe" / "warm" / "s0")
 
     inter = json.loads((run / "probe" / "interactions.json").read_text())
     gamma = np.array(inter["gamma"], dtype=float)

@@ -30,7 +30,6 @@ import pyarrow.parquet as pq
 from instructmix.config import RunConfig
 
 log = logging.getLogger("instructmix")
-KINDS = ("sit", "tree", "control")
 
 
 def make_rewriter(cfg: RunConfig):
@@ -52,26 +51,18 @@ def make_rewriter(cfg: RunConfig):
 
 
 def token_counter(cfg: RunConfig):
-    """texts -> token counts, in the pool's units (see module doc)."""
-    from transformers import AutoTokenizer
+    """texts -> token counts, in the pool's `n_tokens` units."""
+    from instructmix.data.embed import count_tokens, counting_tokenizer
 
-    from instructmix.data.embed import resolve_embedder
-
-    tok = AutoTokenizer.from_pretrained(cfg.pool.tokenizer or resolve_embedder(cfg.pool.embedder))
-
-    def count(texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros(0, dtype=np.int64)
-        ids = tok(texts, add_special_tokens=False)["input_ids"]
-        return np.array([len(x) for x in ids], dtype=np.int64)
-
-    return count
+    tok = counting_tokenizer(cfg.pool.embedder, cfg.pool.tokenizer)
+    return lambda texts: count_tokens(tok, texts)
 
 
 def _text(item: dict) -> str:
+    from instructmix.data.embed import counted_text
     from instructmix.data.schema import prompt_text
 
-    return f"{prompt_text(item['messages'])}\n{item['messages'][-1]['content']}"
+    return counted_text(prompt_text(item["messages"]), item["messages"][-1]["content"])
 
 
 def augment_rows(rows: list[dict], kind: str, cfg: RunConfig, rewriter, count, seed: int,
@@ -86,10 +77,8 @@ def augment_rows(rows: list[dict], kind: str, cfg: RunConfig, rewriter, count, s
         items, rejects = sit_augment(rows, rewriter, cfg.augment.sit, seed)
     elif kind == "tree":
         items, rejects = tree_augment(rows, rewriter, cfg.augment.tree)
-    elif kind == "control":
-        items, rejects = control_augment(rows, rewriter)
     else:
-        raise ValueError(f"unknown augmentation {kind!r}; use one of {KINDS}")
+        items, rejects = control_augment(rows, rewriter)
     sizes = count([_text(x) for x in items])
     for item, n in zip(items, sizes, strict=True):
         item["n_tokens"] = int(n)
@@ -97,10 +86,6 @@ def augment_rows(rows: list[dict], kind: str, cfg: RunConfig, rewriter, count, s
     for k, item in enumerate(items):
         item["token_matched"] = k in keep
     return [x for x in items if x["token_matched"]], items, rejects
-
-
-def _table(items: list[dict]) -> pa.Table:
-    return pa.Table.from_pylist(items) if items else pa.table({"id": pa.array([], pa.string())})
 
 
 def _reason_group(reason: str) -> str:
@@ -118,10 +103,40 @@ def stats_of(rows: list[dict], kept: list[dict], items: list[dict], rejects: lis
         "produced_tokens": int(sum(x["n_tokens"] for x in items)),
         "matched_items": len(kept),
         "matched_tokens": int(sum(x["n_tokens"] for x in kept)),
+        "matched_per_category": dict(sorted(Counter(x["category"] for x in kept).items())),
         "depths": {str(d): n for d, n in sorted(Counter(x["depth"] for x in kept).items())},
         "modes": dict(Counter(x["mode"] for x in kept).most_common(20)),
         "mean_complexity": float(np.mean([x["complexity"] for x in kept])) if kept else None,
     }
+
+
+def augment_selection(cfg: RunConfig, rows: list[dict], kind: str, seed: int, out: Path,
+                      tools: dict | None = None) -> dict:
+    """Augment `rows` (a selection, in training order) and write items.parquet,
+    rejected.jsonl, stats.json and train.parquet into `out`; returns the stats. `tools`
+    keeps the rewriter and token counter between calls (compare cells)."""
+    tools = {} if tools is None else tools
+    if not tools:
+        tools.update(rewriter=make_rewriter(cfg), count=token_counter(cfg))
+    out.mkdir(parents=True, exist_ok=True)
+    target = int(sum(int(r["n_tokens"]) for r in rows))
+    kept, items, rejects = augment_rows(rows, kind, cfg, tools["rewriter"], tools["count"],
+                                        seed, target)
+    stats = dict(stats_of(rows, kept, items, rejects), kind=kind,
+                 backend=cfg.augment.generator.backend)
+    with open(out / "rejected.jsonl", "w") as f:
+        for r in rejects:
+            f.write(json.dumps(r, default=str) + "\n")
+    (out / "stats.json").write_text(json.dumps(stats, indent=1))
+    if not kept:
+        raise ValueError(f"augment: no {kind} item was produced from {len(rows)} rows; reasons: "
+                         f"{stats['rejected_by_reason']} (every row in {out / 'rejected.jsonl'})")
+    pq.write_table(pa.Table.from_pylist(items), out / "items.parquet")
+    pq.write_table(pa.Table.from_pylist(kept), out / "train.parquet")
+    log.info("augment (%s): %d rows -> %d items (%d rejected); %d items, %d tokens kept to "
+             "match the selection's %d tokens", kind, len(rows), len(items), len(rejects),
+             len(kept), stats["matched_tokens"], target)
+    return stats
 
 
 def run_augment(cfg: RunConfig, out: Path) -> dict:
@@ -130,27 +145,8 @@ def run_augment(cfg: RunConfig, out: Path) -> dict:
         (out / "skipped.json").write_text(json.dumps({"reason": "augment.train_on is plain"}))
         return {"skipped": "augment.train_on is plain: the train stage reads the selection"}
     rows = pq.read_table(Path(cfg.run_dir) / "select" / "train.parquet").to_pylist()
-    rewriter = make_rewriter(cfg)
     log.info("augment: %s on %d selected rows with the %s backend", kind, len(rows),
              cfg.augment.generator.backend)
-    target = int(sum(int(r["n_tokens"]) for r in rows))
-    kept, items, rejects = augment_rows(rows, kind, cfg, rewriter, token_counter(cfg),
-                                        cfg.seed, target)
-    stats = dict(stats_of(rows, kept, items, rejects), kind=kind,
-                 backend=cfg.augment.generator.backend)
-    with open(out / "rejected.jsonl", "w") as f:
-        for r in rejects:
-            f.write(json.dumps(r, default=str) + "\n")
-    (out / "stats.json").write_text(json.dumps(stats, indent=1))
-    if not stats["counts_add_up"]:
-        raise RuntimeError(f"augment accounting does not add up: {stats}")
-    if not kept:
-        raise ValueError(f"augment: no {kind} item was produced from {len(rows)} rows; reasons: "
-                         f"{stats['rejected_by_reason']} (every row in {out / 'rejected.jsonl'})")
-    pq.write_table(_table(items), out / "items.parquet")
-    pq.write_table(_table(kept), out / "train.parquet")
-    log.info("augment: %d rows -> %d items (%d rejected); %d items, %d tokens kept to match "
-             "the selection's %d tokens", len(rows), len(items), len(rejects), len(kept),
-             stats["matched_tokens"], target)
+    stats = augment_selection(cfg, rows, kind, cfg.seed, out)
     return {k: stats[k] for k in ("rows_in", "items", "rejected", "matched_items",
                                   "matched_tokens", "selection_tokens")}

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 SIT_MODES = ("decompose", "prefix", "suffix", "keep")
+#: Reject reason of a completion cut at max_new_tokens (see GenParams.reject_truncated).
+TRUNCATED = "truncated at max_new_tokens"
 
 
 @dataclass(frozen=True)
@@ -29,8 +31,12 @@ class Reject:
 
 @dataclass(frozen=True)
 class GenParams:
+    """`reject_truncated`: a completion cut at `max_new_tokens` (finish reason "length")
+    becomes `Reject("truncated at max_new_tokens", text)` instead of a text."""
+
     max_new_tokens: int = 256
     temperature: float = 0.0
+    reject_truncated: bool = True
 
 
 class Generator(Protocol):
@@ -47,7 +53,8 @@ class Rewriter(Protocol):
         """A SIT mode (one of SIT_MODES) per instruction."""
 
     def rewrite_sit(self, instructions: list[str], modes: list[str]) -> list[str | Reject]:
-        """The instruction rewritten as a chain one step longer, per `modes`."""
+        """The instruction rewritten as a chain one step longer, per `modes` (decompose,
+        prefix or suffix; `sit_augment` never passes keep, any other mode is a Reject)."""
 
     def add_nodes(self, instructions: list[str], nodes: int) -> list[str | Reject]:
         """The instruction with exactly `nodes` more tree nodes (Tree-Instruct)."""

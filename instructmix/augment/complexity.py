@@ -12,10 +12,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 from instructmix.augment.rules import parse
+from instructmix.data.schema import meta_dict
 from instructmix.data.testbed import TASKS
 
 STOPWORDS = frozenset(
@@ -44,16 +44,12 @@ def testbed_nodes(instruction: str) -> int | None:
     return 1 if m and m.group(1) in TASKS and "\n" not in instruction.strip() else None
 
 
-def complexity_score(instruction: str, meta: str = "") -> float:
+def complexity_score(instruction: str, meta: str | dict = "") -> float:
     """Exact node count for testbed rows, else the content-word proxy (see module doc)."""
-    try:
-        info = json.loads(meta) if meta else {}
-    except json.JSONDecodeError:
-        info = {}
-    if isinstance(info, dict):
-        if isinstance(info.get("complexity"), (int, float)):
-            return float(info["complexity"])
-        if isinstance(info.get("ops"), list) and info["ops"]:
-            return float(sum(len(str(op).split()) for op in info["ops"]))
+    info = meta_dict(meta)
+    if isinstance(info.get("complexity"), (int, float)):
+        return float(info["complexity"])
+    if isinstance(info.get("ops"), list) and info["ops"]:
+        return float(sum(len(str(op).split()) for op in info["ops"]))
     nodes = testbed_nodes(instruction)
     return float(nodes) if nodes is not None else float(len(content_words(instruction)))

@@ -12,13 +12,14 @@ import os
 import sqlite3
 import threading
 from contextlib import closing
+from dataclasses import asdict
 from pathlib import Path
 
-from instructmix.augment.base import Generator, GenParams, Reject
+from instructmix.augment.base import TRUNCATED, Generator, GenParams, Reject
 from instructmix.config import GeneratorConfig
 
 
-def prompt_text(tok, messages: list[dict]) -> tuple[str, bool]:
+def chat_prompt(tok, messages: list[dict]) -> tuple[str, bool]:
     """The prompt string and whether the tokenizer must add its own special tokens: the chat
     template with a generation prompt, else the contents joined by blank lines."""
     if getattr(tok, "chat_template", None):
@@ -55,7 +56,7 @@ class LocalLM:
         out: list[dict | Reject] = [None] * len(prompts)  # type: ignore[list-item]
         ids = []
         for k, msgs in enumerate(prompts):
-            text, specials = prompt_text(self.tok, msgs)
+            text, specials = chat_prompt(self.tok, msgs)
             row = self.tok(text, add_special_tokens=specials)["input_ids"]
             if self.context and len(row) >= self.context:
                 out[k] = Reject(f"prompt of {len(row)} tokens does not fit the model's "
@@ -85,12 +86,15 @@ class LocalLM:
         return out
 
 
-def as_completion(result: dict | Reject) -> str | Reject:
-    """A generated text, or Reject('empty completion') when it is empty or whitespace."""
+def as_completion(result: dict | Reject, reject_truncated: bool = True) -> str | Reject:
+    """A generated text, or Reject('empty completion') when it is empty or whitespace, or
+    Reject(TRUNCATED) when it was cut at the token limit and `reject_truncated`."""
     if isinstance(result, Reject):
         return result
     if not result["text"].strip():
         return Reject("empty completion", result["text"])
+    if reject_truncated and result.get("finish_reason") == "length":
+        return Reject(TRUNCATED, result["text"])
     return result["text"]
 
 
@@ -98,15 +102,17 @@ class GenerateBatch:
     """Ray Data callable class: {index, messages (JSON)} -> {index, text, error}; error is ''
     when `text` is a completion, else the Reject reason (and `text` its raw output)."""
 
-    def __init__(self, model_path: str, max_new_tokens: int, temperature: float):
+    def __init__(self, model_path: str, max_new_tokens: int, temperature: float,
+                 reject_truncated: bool = True):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.lm = LocalLM(model_path, threads=1)
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
+        self.reject_truncated = reject_truncated
 
     def __call__(self, batch: dict) -> dict:
         prompts = [json.loads(m) for m in batch["messages"]]
         try:
-            results = [as_completion(r) for r in
+            results = [as_completion(r, self.reject_truncated) for r in
                        self.lm.generate(prompts, self.max_new_tokens, self.temperature)]
         except Exception as e:  # noqa: BLE001 - a failed batch becomes Rejects, not a crash
             results = [Reject(f"hf: {type(e).__name__}: {e}")] * len(prompts)
@@ -151,7 +157,8 @@ class HFGenerator:
             GenerateBatch, batch_size=self.batch_size, batch_format="numpy",
             fn_constructor_kwargs={"model_path": self.model_path,
                                    "max_new_tokens": params.max_new_tokens,
-                                   "temperature": params.temperature},
+                                   "temperature": params.temperature,
+                                   "reject_truncated": params.reject_truncated},
             compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=0.5)
         out: list[str | Reject | None] = [None] * len(prompts)
         for row in ds.take_all():
@@ -165,8 +172,9 @@ class HFGenerator:
 
 class CachedGenerator:
     """An SQLite cache in front of `inner`, keyed by sha256 of (generator identity, messages,
-    params). Only uncached prompts reach `inner` (each distinct one once); Rejects are not
-    stored, so a re-run retries them. One connection per operation: thread- and process-safe.
+    every GenParams field). Only uncached prompts reach `inner` (each distinct one once);
+    Rejects are not stored, so a re-run retries them. One connection per operation: thread-
+    and process-safe.
     Counters: `cache_hits` (prompts answered from disk), `calls` (prompts sent to inner)."""
 
     def __init__(self, inner: Generator, path: str | Path):
@@ -191,8 +199,10 @@ class CachedGenerator:
                 db.executemany(sql, rows)
 
     def key(self, messages: list[dict], params: GenParams) -> str:
-        blob = json.dumps([self.identity, messages, params.max_new_tokens, params.temperature],
-                          sort_keys=True, ensure_ascii=False)
+        # Every field: a text kept with reject_truncated=False may be truncated, so it must
+        # not answer a call that rejects truncation. Temperature 0 and 0.0 are one key.
+        fields = {**asdict(params), "temperature": float(params.temperature)}
+        blob = json.dumps([self.identity, messages, fields], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def complete(self, prompts: list[list[dict]], params: GenParams) -> list[str | Reject]:

@@ -2,8 +2,9 @@
 
 Every prompt is one POST {base_url}/chat/completions; at most `concurrency` are in flight.
 Timeouts, connection errors, HTTP 429 and 5xx are retried after backoff_s, 2*backoff_s,
-4*backoff_s, ...; other 4xx answers, malformed bodies and empty completions are Rejects
-at once.
+4*backoff_s, ...; other 4xx answers, malformed bodies, empty completions and (when
+`GenParams.reject_truncated`) completions cut at max_tokens (finish_reason "length") are
+Rejects at once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from instructmix.augment.base import GenParams, Reject
+from instructmix.augment.base import TRUNCATED, GenParams, Reject
 from instructmix.config import GeneratorConfig
 
 EXCERPT = 200  # characters of an error body or bad response kept in a Reject
@@ -76,12 +77,12 @@ class OpenAIChatGenerator:
                     self.retries += 1
                 time.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                return self._attempt(body)
+                return self._attempt(body, params.reject_truncated)
             except _Retryable as e:
                 what = str(e)
         return Reject(f"http: {what} after {self.max_retries} retries")
 
-    def _attempt(self, body: bytes) -> str | Reject:
+    def _attempt(self, body: bytes, reject_truncated: bool = True) -> str | Reject:
         """One POST: the completion, a Reject, or _Retryable."""
         with self._lock:
             self.requests += 1
@@ -103,7 +104,7 @@ class OpenAIChatGenerator:
             raise _Retryable(f"timeout ({self.timeout_s:g} s)") from None
         except (ConnectionError, http.client.HTTPException, OSError) as e:
             raise _Retryable(f"connection error ({type(e).__name__}: {e})") from None
-        return parse_completion(raw)
+        return parse_completion(raw, reject_truncated)
 
 
 def _excerpt(raw: bytes) -> str:
@@ -111,8 +112,9 @@ def _excerpt(raw: bytes) -> str:
     return text[:EXCERPT] + ("..." if len(text) > EXCERPT else "")
 
 
-def parse_completion(raw: bytes) -> str | Reject:
-    """choices[0].message.content of a chat-completions body, or a Reject naming the flaw."""
+def parse_completion(raw: bytes, reject_truncated: bool = True) -> str | Reject:
+    """choices[0].message.content of a chat-completions body, or a Reject naming the flaw;
+    with `reject_truncated`, choices[0].finish_reason "length" is Reject(TRUNCATED)."""
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -126,4 +128,6 @@ def parse_completion(raw: bytes) -> str | Reject:
                       "not a string", _excerpt(raw))
     if not content.strip():
         return Reject("empty completion", content)
+    if reject_truncated and data["choices"][0].get("finish_reason") == "length":
+        return Reject(TRUNCATED, content)
     return content

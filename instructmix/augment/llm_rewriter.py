@@ -67,17 +67,29 @@ def _clean(raw: str) -> str:
     return _LABEL.sub("", text, count=1).strip().strip('"').strip()
 
 
+#: New tokens at most of a mode choice or a judge verdict, whatever `max_new_tokens` says.
+SHORT_TOKENS = 8
+
+
 class LLMRewriter:
-    """`Rewriter` over a `Generator`. `params`: generation settings of rewrites and answers
-    (the one-word mode choice and the judge use at most 8 new tokens)."""
+    """`Rewriter` over a `Generator`. `params`: generation settings of rewrites
+    (`rewrite_sit`, `add_nodes`) and answers (`respond`); these always reject a completion
+    cut at max_new_tokens (reject_truncated=True): a truncated text never becomes training
+    data.
+
+    The mode choice (`choose_modes`) and the judge (`judge_following`) only parse the first
+    word of the reply, so they cap the output at SHORT_TOKENS (8) new tokens WHATEVER
+    `params.max_new_tokens` says (a larger value is ignored, a smaller one kept) and keep a
+    reply cut at that cap (reject_truncated=False)."""
 
     exact = False
 
     def __init__(self, generator: Generator, params: GenParams | None = None):
         self.generator = generator
-        self.params = params or GenParams()
+        self.params = replace(params or GenParams(), reject_truncated=True)
         self.name = f"llm:{getattr(generator, 'name', 'generator')}"
-        self._short = replace(self.params, max_new_tokens=min(self.params.max_new_tokens, 8))
+        self._short = replace(self.params, reject_truncated=False,
+                              max_new_tokens=min(self.params.max_new_tokens, SHORT_TOKENS))
 
     @staticmethod
     def canonical(instruction: str, category: str) -> str:
@@ -118,13 +130,12 @@ class LLMRewriter:
         return out
 
     def rewrite_sit(self, instructions: list[str], modes: list[str]) -> list[str | Reject]:
-        """`keep` returns the instruction unchanged without a call; other modes one call."""
-        out: list[str | Reject] = list(instructions)
-        todo = [k for k, m in enumerate(modes) if m != "keep"]
-        for k in todo:
-            if modes[k] not in _REWRITE_HOW:
-                out[k] = Reject(f"llm: unknown SIT mode {modes[k]!r}")
-        todo = [k for k in todo if not isinstance(out[k], Reject)]
+        """One batched call for the decompose / prefix / suffix rows; any other mode
+        (including keep, which `sit_augment` never passes) is a Reject without a call."""
+        out: list[str | Reject] = [
+            ins if m in _REWRITE_HOW else Reject(f"llm: unknown SIT mode {m!r}")
+            for ins, m in zip(instructions, modes, strict=True)]
+        todo = [k for k, m in enumerate(modes) if m in _REWRITE_HOW]
         texts = [REWRITE_PROMPT.format(how=_REWRITE_HOW[modes[k]], instruction=instructions[k])
                  for k in todo]
         done = self._rewrites([instructions[k] for k in todo], self._ask(texts, self.params))

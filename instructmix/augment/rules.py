@@ -153,12 +153,10 @@ class RuleRewriter:
         return out
 
     def rewrite_sit(self, instructions: list[str], modes: list[str]) -> list[str | Reject]:
-        """One more sub-task, in chain syntax (a tree counts as one composite step)."""
+        """One more sub-task, in chain syntax (a tree counts as one composite step); keep
+        (never passed by `sit_augment`) or any other mode is a Reject."""
         out: list[str | Reject] = []
         for ins, mode in zip(instructions, modes, strict=True):
-            if mode == "keep":
-                out.append(ins)
-                continue
             p = self._read(ins)
             if isinstance(p, Reject):
                 out.append(p)

@@ -16,7 +16,6 @@ original ("original") on, so len(chain) - 1 = number of rewrites.
 
 from __future__ import annotations
 
-import json
 import random
 
 from instructmix.augment.base import Reject
@@ -27,23 +26,16 @@ from instructmix.augment.tree_instruct import (
     make_reject,
     surface_of,
 )
+from instructmix.data.schema import meta_dict
 
 TRANSLATE_PROMPT = ("First translate the following text into English, then answer it.\n\n"
                     "{text}")
 TRANSLATE_SEP = "\n\n"  # between the translation and the answer in the response
 
 
-def _meta(row: dict) -> dict:
-    try:
-        meta = json.loads(row.get("meta") or "{}")
-    except json.JSONDecodeError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
 def start_depth(row: dict) -> int:
     """Sub-tasks of the original instruction: meta `depth` (testbed chains), else 1."""
-    depth = _meta(row).get("depth")
+    depth = meta_dict(row.get("meta")).get("depth")
     return depth if isinstance(depth, int) and depth >= 1 else 1
 
 
@@ -56,7 +48,7 @@ def draw_depth(seed: int, row_id: str, max_depth: int, weights: list[float] | No
 
 
 def _translation(row: dict, field: str | None) -> str | None:
-    value = _meta(row).get(field) if field else None
+    value = meta_dict(row.get("meta")).get(field) if field else None
     return value if isinstance(value, str) and value.strip() else None
 
 
@@ -124,6 +116,8 @@ def sit_augment(rows: list[dict], rewriter, sit_cfg, seed: int) -> tuple[list[di
         items.append(make_item(s["row"], rewriter, kind, s["cur"], ans,
                                mode=",".join(s["modes"]) or "none", depth=s["depth"],
                                chain=s["chain"], changed=changed))
+    position = {r["id"]: k for k, r in enumerate(rows)}  # items in the rows' order
+    items.sort(key=lambda x: position[x["origin_id"]])
     check_counts(rows, items, rejects)
     return items, rejects
 

@@ -10,14 +10,7 @@ so the total is within one item of the target.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
-
-
-def row_tokens(row: dict, count: Callable[[str], int] | None = None) -> int:
-    """Tokens of a canonical row: `count` over every message's content (default: the
-    number of whitespace-separated words, a tokenizer-free stand-in)."""
-    count = count or (lambda text: len(text.split()))
-    return sum(count(m["content"]) for m in row["messages"])
+from collections.abc import Sequence
 
 
 def _sizes(items: Sequence, n_tokens) -> list[int]:

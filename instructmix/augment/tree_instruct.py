@@ -4,7 +4,9 @@ round, then regenerate the response. Also the item / reject helpers shared with 
 
 Item = canonical row (id `{origin_id}~{kind}`, category, messages [user, assistant],
 answer (the response when the rewriter is exact, else ""), source, meta) plus origin_id,
-kind, mode, depth, chain (JSON), complexity.
+kind, mode, depth, chain, complexity. chain is the same shape for every kind: a JSON list
+of {mode, instruction} (surface form), first {"mode": "original", ...}, then one entry per
+rewrite ("tree+N" here: a Tree-Instruct round adding N nodes).
 Reject = {origin_id, kind, step, reason, raw}. Every input row ends as exactly one of them.
 """
 
@@ -14,7 +16,7 @@ import json
 import re
 
 from instructmix.augment.base import Reject
-from instructmix.data.schema import prompt_text
+from instructmix.data.schema import meta_dict, prompt_text
 
 #: Testbed meta keys describing the instruction; stale once the instruction changes.
 STRUCTURE_KEYS = ("depth", "ops", "steps", "complexity")
@@ -32,13 +34,9 @@ def surface_of(rewriter, instruction: str) -> str:
     return fn(instruction) if fn else instruction
 
 
-def _meta(row: dict, rewriter, instruction: str, changed: bool) -> str:
-    try:
-        meta = json.loads(row.get("meta") or "{}")
-    except json.JSONDecodeError:
-        meta = {}
-    if not isinstance(meta, dict):
-        meta = {}
+def _item_meta(row: dict, rewriter, instruction: str, changed: bool) -> str:
+    """The item's meta JSON: the row's, with the structure keys redone when `changed`."""
+    meta = dict(meta_dict(row.get("meta")))
     if changed:
         meta = {k: v for k, v in meta.items() if k not in STRUCTURE_KEYS}
         fn = getattr(rewriter, "meta", None)
@@ -56,7 +54,7 @@ def make_item(row: dict, rewriter, kind: str, instruction: str, response: str, *
                      {"role": "assistant", "content": response}],
         "answer": response if getattr(rewriter, "exact", False) else "",
         "source": row.get("source", ""),
-        "meta": _meta(row, rewriter, instruction, changed),
+        "meta": _item_meta(row, rewriter, instruction, changed),
         "origin_id": row["id"],
         "kind": kind,
         "mode": mode,
@@ -106,7 +104,11 @@ def tree_augment(rows: list[dict], rewriter, tree_cfg) -> tuple[list[dict], list
     kind = "tree"
     lengths = not getattr(rewriter, "exact", False)
     rejects: list[dict] = []
-    live = [(row, canonical_of(rewriter, row), []) for row in rows]  # (row, current, chain)
+    live = []  # (row, current instruction (canonical), chain)
+    for row in rows:
+        cur = canonical_of(rewriter, row)
+        live.append((row, cur, [{"mode": "original", "instruction": surface_of(rewriter, cur)}]))
+    mode = f"tree+{tree_cfg.nodes}"
     for rnd in range(1, tree_cfg.rounds + 1):
         outs = rewriter.add_nodes([cur for _, cur, _ in live], tree_cfg.nodes)
         kept = []
@@ -120,7 +122,8 @@ def tree_augment(rows: list[dict], rewriter, tree_cfg) -> tuple[list[dict], list
             if why:
                 rejects.append(make_reject(row, kind, step, Reject(why, out)))
             else:
-                kept.append((row, out, chain + [surface_of(rewriter, out)]))
+                kept.append((row, out, [*chain, {"mode": mode,
+                                                 "instruction": surface_of(rewriter, out)}]))
         live = kept
     items = []
     answers = rewriter.respond([cur for _, cur, _ in live])

@@ -51,8 +51,26 @@ class TextEncoder:
         return pooled.numpy().astype(np.float32)
 
     def count_tokens(self, texts: list[str]) -> np.ndarray:
-        ids = self.count_tok(texts, add_special_tokens=False)["input_ids"]
-        return np.array([len(x) for x in ids], dtype=np.int64)
+        return count_tokens(self.count_tok, texts)
+
+
+def counted_text(prompt: str, response: str) -> str:
+    """What a row's `n_tokens` counts: its prompt text and its response."""
+    return f"{prompt}\n{response}"
+
+
+def count_tokens(tokenizer, texts: list[str]) -> np.ndarray:
+    if not texts:
+        return np.zeros(0, dtype=np.int64)
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return np.array([len(x) for x in ids], dtype=np.int64)
+
+
+def counting_tokenizer(embedder: str, tokenizer: str | None):
+    """The tokenizer of `n_tokens`: `pool.tokenizer`, else the embedder's."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer or resolve_embedder(embedder))
 
 
 def embed_in_length_order(encoder: TextEncoder, texts: list[str], batch_size: int) -> np.ndarray:
@@ -76,6 +94,6 @@ class EmbedBatch:
     def __call__(self, batch: dict) -> dict:
         texts = [str(t) for t in batch["prompt_text"]]
         batch["embedding"] = embed_in_length_order(self.encoder, texts, self.batch_size)
-        full = [f"{p}\n{r}" for p, r in zip(texts, batch["response_text"], strict=True)]
+        full = [counted_text(p, r) for p, r in zip(texts, batch["response_text"], strict=True)]
         batch["n_tokens"] = self.encoder.count_tokens(full)
         return batch

@@ -106,3 +106,17 @@ def content_id(source: str, line_no: int) -> str:
 def prompt_text(messages: list[dict]) -> str:
     """The text that is embedded and categorised: every non-assistant turn."""
     return "\n".join(m["content"] for m in messages if m["role"] != "assistant")
+
+
+def meta_dict(value) -> dict:
+    """A row's meta as a dict: a JSON-object string or a dict as is; "" / None, bad JSON
+    or JSON that is not an object -> {}. Never raises."""
+    if isinstance(value, dict):
+        return value
+    if not value or not isinstance(value, (str, bytes, bytearray)):
+        return {}
+    try:
+        meta = json.loads(value)
+    except (TypeError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return {}
+    return meta if isinstance(meta, dict) else {}

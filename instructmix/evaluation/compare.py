@@ -90,29 +90,16 @@ def markdown_table(agg: dict) -> str:
     return head + "\n".join("| " + " | ".join(r) + " |" for r in table_rows(agg)) + "\n"
 
 
-def augment_cell(cfg: RunConfig, rows: list[dict], kind: str, seed: int, path: Path,
+def augment_cell(cfg: RunConfig, rows: list[dict], kind: str, seed: int, out: Path,
                  tools: dict) -> dict:
-    """Replace a cell's training set by its `kind` augmentation, token-matched to the rows;
-    the counts of what was produced, rejected and kept go into the cell's record."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    """A cell's training set becomes its selection's `kind` augmentation, token-matched to
+    it (items, rejects with reasons and stats in `out`, see `augment_selection`)."""
+    from instructmix.augment.augment_stage import augment_selection
 
-    from instructmix.augment.augment_stage import augment_rows, make_rewriter, token_counter
-
-    if not tools:
-        tools.update(rewriter=make_rewriter(cfg), count=token_counter(cfg))
-    target = int(sum(int(r["n_tokens"]) for r in rows))
-    kept, items, rejects = augment_rows(rows, kind, cfg, tools["rewriter"], tools["count"],
-                                        seed, target)
-    if not kept:
-        raise ValueError(f"compare: {kind} produced no item from {len(rows)} rows; first "
-                         f"reasons: {[r['reason'] for r in rejects[:3]]}")
-    pq.write_table(pa.Table.from_pylist(kept), path)
-    cats = [x["category"] for x in kept]
-    return {"augment": {"kind": kind, "rows_in": len(rows), "items": len(items),
-                        "rejected": len(rejects), "kept": len(kept),
-                        "kept_tokens": int(sum(x["n_tokens"] for x in kept))},
-            "counts": {c: cats.count(c) for c in sorted(set(cats))}}
+    stats = augment_selection(cfg, rows, kind, seed, out, tools)
+    return {"augment": {k: stats[k] for k in ("kind", "rows_in", "items", "rejected",
+                                              "matched_items", "matched_tokens")},
+            "counts": stats["matched_per_category"]}
 
 
 def run_compare(cfg: RunConfig, out: Path) -> dict:
@@ -140,10 +127,12 @@ def run_compare(cfg: RunConfig, out: Path) -> dict:
             summary = write_selection(pool, choice, sets, f"{name}.parquet", None)
             meta[name] = {"strategy": spec, "seed": seed, "counts": summary["per_category"],
                           "selected_tokens": summary["tokens"]}
+            train_file = sets / f"{name}.parquet"
             if aug:
                 meta[name].update(augment_cell(cfg, pool.take(choice.order).to_pylist(), aug,
-                                               seed, sets / f"{name}.parquet", augmented))
-            trials.append({"name": name, "seed": seed, "train_file": str(sets / f"{name}.parquet"),
+                                               seed, sets / name, augmented))
+                train_file = sets / name / "train.parquet"
+            trials.append({"name": name, "seed": seed, "train_file": str(train_file),
                            "eval_file": str(run_dir / "pool" / "eval.parquet"),
                            "model_path": model_path(run_dir), "train": trial_train(cfg),
                            "generate": True, "max_new_tokens": cfg.eval.max_new_tokens})

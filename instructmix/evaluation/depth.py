@@ -19,21 +19,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from instructmix.augment.base import Reject
+from instructmix.data.schema import meta_dict
 
 MAX_DEPTH = 8
-
-
-def _meta(value) -> dict:
-    """Row meta (JSON string, dict or empty) -> dict; anything unreadable -> {}."""
-    if isinstance(value, dict):
-        return value
-    if not value:
-        return {}
-    try:
-        meta = json.loads(value)
-    except (TypeError, ValueError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
 
 
 def step_results(prediction: str, steps: list[str]) -> tuple[int, bool]:
@@ -46,8 +34,23 @@ def step_results(prediction: str, steps: list[str]) -> tuple[int, bool]:
     return right, right == len(steps) and len(parts) == len(steps)
 
 
+def level_keys(d) -> list[str]:
+    """The keys of a by-level dict ("1", "2", ..., "10") in numeric order; keys that are not
+    integers come last, by text; [] when `d` is not a dict (e.g. a results file lacks it)."""
+    if not isinstance(d, dict):
+        return []
+
+    def order(k) -> tuple:
+        try:
+            return (0, int(k), "")
+        except (TypeError, ValueError):
+            return (1, 0, str(k))
+
+    return sorted(d, key=order)
+
+
 def _sorted_levels(d: dict) -> dict:
-    return {k: d[k] for k in sorted(d, key=int)}
+    return {k: d[k] for k in level_keys(d)}
 
 
 def chain_scores(rows: list[dict], scored: list[dict]) -> dict:
@@ -69,7 +72,7 @@ def chain_scores(rows: list[dict], scored: list[dict]) -> dict:
         pred = by_id.get(row["id"])
         if pred is None or pred.get("prediction") is None:
             continue
-        meta = _meta(row.get("meta"))
+        meta = meta_dict(row.get("meta"))
         if "depth" in meta and isinstance(meta.get("steps"), list):
             right, followed = step_results(pred["prediction"], meta["steps"])
             acc = depth_acc[str(meta["depth"])]

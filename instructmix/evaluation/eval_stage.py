@@ -68,7 +68,7 @@ def evaluate(model_dir: str, rows: list[dict], cfg: RunConfig) -> list[dict]:
     return [r for part in ray.get(refs) for r in part]
 
 
-def make_judge(cfg: RunConfig, out: Path):
+def make_judge(cfg: RunConfig):
     """The SeqEval judge: an `LLMRewriter` over the generator `eval.judge` names."""
     from instructmix.augment.base import GenParams
     from instructmix.augment.generators import make_generator
@@ -76,7 +76,8 @@ def make_judge(cfg: RunConfig, out: Path):
     from instructmix.training.model_factory import model_path
 
     jc = cfg.eval.judge
-    gen = make_generator(jc, model_path(cfg.run_dir), out / "judge_cache", section="eval.judge")
+    gen = make_generator(jc, model_path(cfg.run_dir), Path(cfg.run_dir) / "cache",
+                         section="eval.judge")  # outside eval/: kept when eval re-runs
     return LLMRewriter(gen, GenParams(max_new_tokens=jc.max_new_tokens,
                                       temperature=jc.temperature))
 
@@ -138,7 +139,7 @@ def run_eval(cfg: RunConfig, out: Path) -> dict:
             raise ValueError("eval.judge: eval.seqeval is set but no judge is configured "
                              "(set eval.judge.backend to 'hf' or 'http')")
         load_seqeval(cfg.eval.seqeval, cfg.eval.seqeval_limit)  # fail before any scoring
-        judge = make_judge(cfg, out)
+        judge = make_judge(cfg)
     table = pq.read_table(run_dir / "pool" / "eval.parquet")
     if table.num_rows == 0:
         raise ValueError("eval: no held-out rows (pool.eval_sources is empty or all rejected)")

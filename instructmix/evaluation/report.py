@@ -13,6 +13,8 @@ import json
 import math
 from pathlib import Path
 
+from instructmix.evaluation.depth import level_keys
+
 STAGES = ["pool", "model", "probe", "select", "augment", "train", "eval", "compare"]
 EXAMPLES_PER_CATEGORY = 3
 CSS = """body{font-family:system-ui,sans-serif;max-width:1000px;margin:2em auto;color:#222}
@@ -211,11 +213,6 @@ def _eval_html(by_strategy: dict[str, dict], preds, res_path, pred_path) -> str:
     return "".join(parts)
 
 
-def _levels(d) -> list[str]:
-    """Keys "1", "2", ..., "10" in numeric order."""
-    return sorted(d, key=lambda k: (len(str(k)), str(k))) if isinstance(d, dict) else []
-
-
 def _depth_html(results) -> str | None:
     """Testbed chains by depth, Tree-Instruct rows by complexity and judged SeqEval by depth;
     None when the results have none of them."""
@@ -223,7 +220,7 @@ def _depth_html(results) -> str | None:
     depth, cx, seq = res.get("by_depth"), res.get("by_complexity"), res.get("seqeval")
     parts = []
     if depth:
-        ds = _levels(depth)
+        ds = level_keys(depth)
         parts += [table(["depth", "n", "following rate", "per-step accuracy"],
                         [[d, depth[d].get("n"), fmt(depth[d].get("following_rate")),
                           fmt(depth[d].get("step_accuracy"))] for d in ds]),
@@ -235,7 +232,8 @@ def _depth_html(results) -> str | None:
                       "asked.")]
     if cx:
         parts += [table(["complexity (nodes)", "n", "exact match"],
-                        [[c, cx[c].get("n"), fmt(cx[c].get("exact_match"))] for c in _levels(cx)]),
+                        [[c, cx[c].get("n"), fmt(cx[c].get("exact_match"))]
+                         for c in level_keys(cx)]),
                   cap("Tree-Instruct rows composing that many operations; exact match = share "
                       "whose final answer is right.")]
     if isinstance(seq, dict):
@@ -243,7 +241,7 @@ def _depth_html(results) -> str | None:
         rows = [[d, by[d].get("n"), by[d].get("judged"), by[d].get("followed"),
                  fmt(by[d].get("following_rate")), by[d].get("rejected"),
                  "; ".join(f"{r} ({n})" for r, n in (by[d].get("reject_reasons") or {}).items())]
-                for d in _levels(by)]
+                for d in level_keys(by)]
         rows.append(["all", seq.get("n"), seq.get("judged"), seq.get("followed"),
                      fmt(seq.get("following_rate")), seq.get("rejected"), ""])
         parts += ["<h3>SeqEval (judged)</h3>",

@@ -122,29 +122,30 @@ def run_probes(cfg: RunConfig, out: Path) -> dict:
     probes, notes = plan(cats, ~valid, pc, cfg.seed)
     train = _trial_train(cfg)
 
-    def trial(name: str, seed: int, rows: np.ndarray, model: str, **extra) -> dict:
+    def trial(name: str, seed: int, rows: np.ndarray, model: str, settings: dict,
+              save_to: str | None = None) -> dict:
         order = np.random.default_rng([cfg.seed, 99, seed]).permutation(rows)
         f = sets / f"{name}.parquet"
         pq.write_table(pool.take(pa.array(order)), f)
         fail = str(out / f"failed-once-{name}") if pc.fail_trial == name else None
         return {"name": name, "seed": seed, "train_file": str(f),
                 "eval_file": str(sets / "validation.parquet"), "model_path": model,
-                "train": extra.pop("train", train), "generate": False, "fail_once": fail,
-                **extra}
+                "train": settings, "generate": False, "fail_once": fail, "save_to": save_to}
 
-    start = {0: model_path(run_dir)}
-    warm = []
+    def start(s: int) -> str:
+        """Seed s's probes start from its warm model (random mixtures: seed s mod seeds)."""
+        return str(out / "warm" / f"s{s % pc.seeds}") if pc.warm_start_epochs else base
+
+    base = model_path(run_dir)
+    warm, warm_done = [], []
     if pc.warm_start_epochs:
-        for s in range(pc.seeds):
-            start[s] = str(out / "warm" / f"s{s}")
-            warm.append(trial(f"warm-s{s}", s, base_mixture(cats, ~valid, pc, cfg.seed, s),
-                              model_path(run_dir), save_to=start[s],
-                              train=dict(train, epochs=pc.warm_start_epochs)))
+        warm = [trial(f"warm-s{s}", s, base_mixture(cats, ~valid, pc, cfg.seed, s), base,
+                      dict(train, epochs=pc.warm_start_epochs), save_to=start(s))
+                for s in range(pc.seeds)]
         log.info("probes: %d warm-start trials (D0, %d epochs)", len(warm),
                  pc.warm_start_epochs)
-        warm_done, _ = _sweep("warm", warm, out, pc)
-    trials = [trial(p["name"], p["seed"], p["rows"], start[p["seed"] % len(start)])
-              for p in probes]
+        warm_done = _sweep("warm", warm, out, pc)
+    trials = [trial(p["name"], p["seed"], p["rows"], start(p["seed"]), train) for p in probes]
     log.info("probes: %d trials (%s design, %d seeds) on %d categories", len(trials),
              pc.design, pc.seeds, len(names))
     done, failed = run_trials("probes", trials, fine_tune_and_score, out / "tune",
@@ -166,8 +167,7 @@ def run_probes(cfg: RunConfig, out: Path) -> dict:
                            f"retries: {[f['trial'] for f in failed]}; see {out / 'probes.json'}"
                            " (re-run the stage to retry only those)")
     summary = estimate(records, names, pc, run_dir, out)
-    spent = records + [{"train_tokens": d.get("train_tokens"), "seconds": d.get("seconds")}
-                       for d in (warm_done if warm else [])]
+    spent = records + warm_done
     cost = {"probe_trials": len(records), "warm_start_trials": len(warm),
             "probe_train_tokens": int(sum(r["train_tokens"] or 0 for r in spent)),
             "probe_trial_seconds": round(sum(r["seconds"] or 0 for r in spent), 1)}
@@ -175,7 +175,7 @@ def run_probes(cfg: RunConfig, out: Path) -> dict:
     return dict(summary, **cost)
 
 
-def _sweep(name: str, trials: list[dict], out: Path, pc) -> tuple[list[dict], list[dict]]:
+def _sweep(name: str, trials: list[dict], out: Path, pc) -> list[dict]:
     """Run trials on Tune; failures after the retries stop the stage, naming them."""
     from instructmix.cluster.sweep import run_trials
     from instructmix.training.trial import fine_tune_and_score
@@ -186,7 +186,7 @@ def _sweep(name: str, trials: list[dict], out: Path, pc) -> tuple[list[dict], li
         raise RuntimeError(f"{name}: {len(failed)} trial(s) failed after {pc.max_failures} "
                            f"retries: {[f['trial'] for f in failed]} (logs under "
                            f"{out / 'tune' / name}; re-run the stage to retry only those)")
-    return done, failed
+    return done
 
 
 def _scores(r: dict, names: list[str]) -> dict:
