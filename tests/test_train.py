@@ -17,9 +17,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def prepared(ray_local, tmp_path_factory):
-    """pool -> model -> select once; each test copies it and trains."""
+    """pool -> model -> select (-> augment, skipped) once; each test copies it and trains."""
     base = tmp_path_factory.mktemp("prepared")
-    run_all(tiny_config(base), stop_after="select")
+    run_all(tiny_config(base), stop_after="augment")  # augment: skipped (plain)
     return base
 
 
