@@ -35,6 +35,8 @@ class LocalLM:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from instructmix.training.model_factory import context_length
+
         torch.set_num_threads(threads)
         self.torch = torch
         self.tok = AutoTokenizer.from_pretrained(path)
@@ -42,10 +44,7 @@ class LocalLM:
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-        cfg = self.model.config
-        # Longest sequence (prompt + new tokens) the model accepts; None: no known limit.
-        self.context = getattr(cfg, "max_position_embeddings", None) or getattr(
-            cfg, "n_positions", None)
+        self.context = context_length(self.model.config)
 
     def generate(self, prompts: list[list[dict]], max_new_tokens: int,
                  temperature: float) -> list[dict | Reject]:

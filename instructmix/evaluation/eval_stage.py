@@ -87,9 +87,9 @@ def context_rejects(model_dir: str, rows: list[dict], max_new_tokens: int) -> di
     context (greedy generation would fail on them)."""
     from transformers import AutoConfig, AutoTokenizer
 
-    conf = AutoConfig.from_pretrained(model_dir)
-    context = getattr(conf, "max_position_embeddings", None) or getattr(conf, "n_positions",
-                                                                         None)
+    from instructmix.training.model_factory import context_length
+
+    context = context_length(AutoConfig.from_pretrained(model_dir))
     if not context:
         return {}
     tok = AutoTokenizer.from_pretrained(model_dir)

@@ -114,5 +114,11 @@ def run_model(cfg: RunConfig, out: Path) -> dict:
     return {"path": str(hf_dir), "parameters": n_params, "vocab": len(tokenizer)}
 
 
+def context_length(config) -> int | None:
+    """Longest sequence (prompt + new tokens) a model config accepts; None: no known limit."""
+    return getattr(config, "max_position_embeddings", None) or getattr(
+        config, "n_positions", None)
+
+
 def model_path(run_dir: str | Path) -> str:
     return json.loads((Path(run_dir) / "model" / "model.json").read_text())["path"]
