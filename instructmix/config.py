@@ -209,6 +209,11 @@ class CompareConfig(Section):
     def needs_probes(self) -> bool:
         return any(s.split("+")[0] in NEEDS_PROBES or "+curriculum" in s for s in self.strategies)
 
+    @staticmethod
+    def augmentation(arm: str) -> str | None:
+        """The augmentation an arm trains on ('sit', 'tree', 'control'), or None."""
+        return next((e for e in arm.split("+")[1:] if e in AUGMENTATIONS), None)
+
 
 class TrainConfig(Section):
     num_workers: int = Field(2, ge=1, description="Ray Train workers.")

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from instructmix.config import AUGMENTATIONS, RunConfig
+from instructmix.config import RunConfig
 
 log = logging.getLogger("instructmix")
 
@@ -59,7 +59,7 @@ def _augment_inputs(cfg: RunConfig) -> dict:
 
 def _compare_inputs(cfg: RunConfig) -> dict:
     """The eval settings its trials score with, and `augment` only for augmented arms."""
-    augmented = any(set(s.split("+")) & set(AUGMENTATIONS) for s in cfg.compare.strategies)
+    augmented = any(cfg.compare.augmentation(s) for s in cfg.compare.strategies)
     return {"eval": cfg.eval.model_dump(include={"max_new_tokens", "batch_size"}),
             "augment": _augmentation(cfg) if augmented else None}
 

@@ -30,6 +30,12 @@ def trial_train(cfg: RunConfig) -> dict:
                             micro_batch_size=tc.micro_batch_size * tc.num_workers)
 
 
+# Scores by level, when the eval set has them: (results key, metric, table label).
+LEVEL_METRICS = (("by_depth", "following_rate", "following rate, depth"),
+                 ("by_depth", "step_accuracy", "per-step accuracy, depth"),
+                 ("by_complexity", "exact_match", "exact match, nodes"))
+
+
 def _mean_std(values: list[float]) -> dict:
     v = np.asarray(values, dtype=float)
     return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
@@ -51,8 +57,7 @@ def aggregate(cells: list[dict]) -> dict:
             "counts": mine[0]["counts"],
             "train_tokens": _mean_std([c["train_tokens"] for c in mine]),
         }
-        for key, metric in (("by_depth", "following_rate"), ("by_depth", "step_accuracy"),
-                            ("by_complexity", "exact_match")):
+        for key, metric, _ in LEVEL_METRICS:
             levels = sorted({lv for c in mine for lv in c.get(key) or {}}, key=int)
             if levels:
                 out[name].setdefault(key, {})[metric] = {
@@ -72,10 +77,8 @@ def table_rows(agg: dict) -> list[list[str]]:
         return f"{v['mean']:.{digits}f} ± {v['std']:.{digits}f}" if v else "n/a"
 
     rows = [[c] + [cell(agg[n]["exact_match"][c]) for n in names] for c in cats]
-    rows.append(["**macro**"] + [f"**{cell(agg[n]['macro_exact_match'], 3)}**" for n in names])
-    for key, metric, label in (("by_depth", "following_rate", "following rate, depth"),
-                               ("by_depth", "step_accuracy", "per-step accuracy, depth"),
-                               ("by_complexity", "exact_match", "exact match, nodes")):
+    rows.append(["macro"] + [cell(agg[n]["macro_exact_match"], 3) for n in names])
+    for key, metric, label in LEVEL_METRICS:
         levels = sorted({lv for n in names for lv in agg[n].get(key, {}).get(metric, {})},
                         key=int)
         rows += [[f"{label} {lv}"] + [cell(agg[n].get(key, {}).get(metric, {}).get(lv))
@@ -87,7 +90,8 @@ def table_rows(agg: dict) -> list[list[str]]:
 def markdown_table(agg: dict) -> str:
     names = list(agg)
     head = "| category | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
-    return head + "\n".join("| " + " | ".join(r) + " |" for r in table_rows(agg)) + "\n"
+    rows = [[f"**{c}**" for c in r] if r[0] == "macro" else r for r in table_rows(agg)]
+    return head + "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n"
 
 
 def augment_cell(cfg: RunConfig, rows: list[dict], kind: str, seed: int, out: Path,
@@ -119,7 +123,7 @@ def run_compare(cfg: RunConfig, out: Path) -> dict:
     trials, meta, augmented = [], {}, {}
     for spec in cc.strategies:
         strategy, *extras = spec.split("+")
-        aug = next((e for e in extras if e != "curriculum"), None)
+        aug = cc.augmentation(spec)
         curriculum = "dependency" if "curriculum" in extras else "none"
         for seed in cc.seeds:
             name = f"{spec}-s{seed}"

@@ -131,8 +131,7 @@ def compare_html(compare: dict, cost: dict | None, train_tokens) -> str:
     agg = compare["strategies"]
     names = list(agg)
     cats = sorted(next(iter(agg.values()))["exact_match"]) if agg else []
-    rows = [[r[0].replace("**", ""), *(c.replace("**", "") for c in r[1:])]
-            for r in table_rows(agg)]
+    rows = table_rows(agg)
     counts = [[c] + [agg[n]["counts"].get(c, 0) for n in names] for c in cats]
     seeds = next(iter(agg.values()))["seeds"] if agg else []
     out = [cap(f"exact match per category, mean ± std over seeds {seeds}; every arm selects "
