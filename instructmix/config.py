@@ -170,6 +170,10 @@ class ProbesConfig(Section):
         40, ge=1, description="Pool rows per category held out to score probes (never "
         "selected for training; the eval set is never used to choose data).")
     epochs: int = Field(2, ge=1)
+    score: Literal["loss", "token_accuracy"] = Field(
+        "loss", description="Score s_i of a probe on validation items of category i: negative "
+        "response loss, or response token accuracy (teacher-forced; bounded, comparable "
+        "across categories, and flat for answers a model cannot learn).")
     warm_start_epochs: int = Field(
         0, ge=0, description="Train the model on D0 for this many epochs first (one trial "
         "per seed) and start that seed's probes from it: probes then measure the effect of "
@@ -180,6 +184,11 @@ class ProbesConfig(Section):
     max_concurrent_trials: int | None = Field(None, ge=1, description="None: CPUs / per trial.")
     max_failures: int = Field(1, ge=0, description="Retries of a failed trial.")
     ci: float = Field(0.9, gt=0, lt=1, description="Confidence level of the intervals.")
+    min_self_effect: float = Field(
+        0.25, ge=0, description="A category's gamma row is identified only if training on it "
+        "improves it by at least this x the median positive own effect; an ability "
+        "that barely learns from its own items (gamma divides by that effect) gets no weight "
+        "in the mixture instead of swamping it (0: any positive own effect).")
     dag_threshold: float = Field(0.1, ge=0, description="Least gamma asymmetry of an edge.")
     fail_trial: str | None = Field(None, description="Testing: this trial fails once.")
 
@@ -191,6 +200,10 @@ class CompareConfig(Section):
         "selection augmented by `augment`, token-matched to it), e.g. milp+curriculum, iid+sit.")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     cpus_per_trial: float = Field(1.0, gt=0)
+    equal_steps: bool = Field(
+        True, description="Augmented arms scale their global batch by their rows / the "
+        "selection's rows, so equal tokens also means equal optimizer steps and tokens per "
+        "step (as packed batches would); False: every arm uses train's batch of rows.")
 
     @field_validator("strategies")
     @classmethod

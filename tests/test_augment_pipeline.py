@@ -69,7 +69,12 @@ def test_sit_augmentation_trains_and_is_scored_by_depth(ray_local, tmp_path):
     # compare: the augmented arms trained on their own token-matched sets, scored by depth
     cells = json.loads((run / "compare" / "results.json").read_text())["cells"]
     by_arm = {c["strategy"]: c for c in cells}
-    assert by_arm["iid+sit"]["augment"]["matched_tokens"] <= by_arm["iid"]["selected_tokens"]
+    sit = by_arm["iid+sit"]
+    assert sit["augment"]["matched_tokens"] <= by_arm["iid"]["selected_tokens"]
+    # equal steps: fewer, longer rows train in a proportionally smaller global batch
+    selected = sum(by_arm["iid"]["counts"].values())  # the same seed's selection
+    assert by_arm["iid"]["global_batch"] == 16
+    assert sit["global_batch"] == round(16 * sit["augment"]["matched_items"] / selected) < 16
     # the tree arm cannot grow `add` rows: each is rejected with the reason, none dropped
     tree = by_arm["iid+tree"]["augment"]
     assert tree["kind"] == "tree" and tree["items"] + tree["rejected"] == tree["rows_in"]
@@ -81,6 +86,7 @@ def test_sit_augmentation_trains_and_is_scored_by_depth(ray_local, tmp_path):
     assert all(set(c["by_depth"]) == {"1", "2", "3", "4"} for c in cells)
     table = (run / "compare" / "table.md").read_text()
     assert "following rate, depth 4" in table and "exact match, nodes 3" in table
+    assert "optimizer steps" in table
     html = (run / "report" / "report.html").read_text()
     assert "By sequential depth" in html and "Augmentation" in html
 

@@ -27,7 +27,8 @@ def chain_row(rid: str, steps: list[str]) -> dict:
 
 
 def scored_row(rid: str, prediction, category="sequential", correct=None) -> dict:
-    return {"id": rid, "category": category, "loss": 1.0, "prediction": prediction,
+    return {"id": rid, "category": category, "loss": 1.0, "token_accuracy": 0.5,
+            "prediction": prediction,
             "correct": correct}
 
 

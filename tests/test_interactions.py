@@ -66,7 +66,7 @@ def test_unidentified_row_is_nan_with_reason():
     out = json.loads(json.dumps(est.to_json(), allow_nan=False))
     assert out["gamma"][2] == [None] * 4
     rec = sign_recovery(est, [{"i": "c", "j": "d", "sign": "+"}, {"i": "c", "j": "a", "sign": "0"}])
-    assert rec["recovered"] == 0
+    assert rec["recovered"] == 0 and rec["unidentified"] == 2
 
 
 def test_noisy_diagonal_gives_unbounded_ci():
@@ -124,3 +124,20 @@ def test_regression_flags_constant_totals():
     y = x @ (DELTA / 100).T + rng.normal(0, 0.01, size=(30, 4))
     reg = estimate_regression(x, y, CATS, n_boot=50)
     assert any("same total" in n for n in reg.notes)
+
+
+def test_barely_learnable_row_is_unidentified_relative_to_the_median_own_effect():
+    delta = DELTA.copy()
+    delta[3] = [-0.30, 0.20, 0.0, 0.03]  # d gains 0.03 from its own items, ~0.1 x the median
+    results = make_results(delta=delta, noise=1e-4)
+    loose = estimate_gamma(results, CATS, n_boot=100)
+    assert "d" not in loose.unidentified and loose.gamma[3, 0] < -9  # the row blows up
+    est = estimate_gamma(results, CATS, n_boot=100, min_self=0.25)
+    assert set(est.unidentified) == {"d"} and "barely helped" in est.unidentified["d"]
+    assert np.isnan(est.gamma[3]).all() and np.isfinite(est.gamma[:3]).all()
+    assert np.allclose(est.gamma[:3], loose.gamma[:3])
+    # the typical own effect is the median of the *positive* ones: rows that do not learn at
+    # all (b, c here) must not drag the threshold below zero
+    delta[1, 1], delta[2, 2] = -0.2, -0.1
+    est = estimate_gamma(make_results(delta=delta, noise=1e-4), CATS, n_boot=100, min_self=0.25)
+    assert set(est.unidentified) == {"b", "c", "d"} and "barely" in est.unidentified["d"]

@@ -23,7 +23,7 @@ def test_probes_mixture_curriculum_end_to_end(ray_local, tmp_path):
         probes={"base_per_category": 10, "add_per_category": 10, "seeds": 2,
                 "random_mixtures": 1, "epochs": 1, "micro_batch_size": 4,
                 "valid_per_category": 6, "fail_trial": "base-s1", "max_failures": 1,
-                "warm_start_epochs": 1},
+                "warm_start_epochs": 1, "score": "token_accuracy"},
         select={"strategy": "milp", "curriculum": "dependency", "budget": 96,
                 "trust_region": 0.5},
         train={"log_batch_ids": True, "max_steps": None, "epochs": 1, "micro_batch_size": 8},
@@ -49,6 +49,14 @@ def test_probes_mixture_curriculum_end_to_end(ray_local, tmp_path):
     assert starts["random-0"] == str(run / "probe" / "warm" / "s0")
 
     inter = json.loads((run / "probe" / "interactions.json").read_text())
+    # scores are token accuracies: delta_ij = acc_i(D0 + j) - acc_i(D0), averaged over seeds
+    assert inter["score"] == "token_accuracy"
+    acc = {(t["probe"], t["seed"]): t["token_accuracy"] for t in probes["trials"]}
+    assert all(0 <= v <= 1 for a in acc.values() for v in a.values())
+    cats = inter["categories"]
+    want = [[np.mean([acc[(j, s)][i] - acc[("base", s)][i] for s in (0, 1)]) for j in cats]
+            for i in cats]
+    assert np.allclose(np.array(inter["delta"], dtype=float), want)
     gamma = np.array(inter["gamma"], dtype=float)
     identified = [i for i, c in enumerate(inter["categories"]) if c not in inter["unidentified"]]
     assert np.allclose(np.diag(gamma)[identified], 1.0)

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from instructmix.data import testbed
 
 
@@ -88,3 +90,14 @@ def test_complexity_knob_counts_operation_nodes():
         for r in rows:
             meta = json.loads(r["meta"])
             assert meta["complexity"] == n == r["messages"][0]["content"].count("(")
+
+
+def test_held_out_set_that_exhausts_a_category_is_an_error_naming_it():
+    # `double` has 100 distinct prompts (0..99): holding out all of them leaves no training
+    # prompt (this used to loop forever); asking for more than exist is an error too
+    with pytest.raises(ValueError, match="'double'.*eval_per_category=100"):
+        testbed.generate(0, 10, 100, categories=["double"])
+    with pytest.raises(ValueError, match="'double' has too few distinct prompts"):
+        testbed.generate(0, 10, 101, categories=["double"])
+    train, evals = testbed.generate(0, 10, 60, categories=["double"])
+    assert len(train) == 10 and len(evals) == 60

@@ -224,11 +224,19 @@ def generate(
             if p not in seen:
                 seen.add(p)
                 eval_items.append((p, a))
+        if len(eval_items) < eval_per_category:
+            raise ValueError(f"testbed category {name!r} has too few distinct prompts for "
+                             f"eval_per_category={eval_per_category}")
         evals += [_row("eval", name, k, p, a) for k, (p, a) in enumerate(eval_items)]
         for k in range(items_per_category):
-            p, a = TASKS[name].make(rng)
-            while p in seen:  # held-out prompts stay held out
+            for _ in range(1000):  # held-out prompts stay held out
                 p, a = TASKS[name].make(rng)
+                if p not in seen:
+                    break
+            else:
+                raise ValueError(f"testbed category {name!r}: eval_per_category="
+                                 f"{eval_per_category} holds out (nearly) all its distinct "
+                                 "prompts, none is left to train on; lower it")
             train.append(_row("train", name, k, p, a))
     rng = random.Random(f"{seed}-sequential")
     for depth in range(1, 5):

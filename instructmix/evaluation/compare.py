@@ -3,9 +3,10 @@ side at the select budget on Ray Tune and scored on the held-out eval set.
 
 Each cell is one Tune trial running the target run's loop in-process (plain torch, one
 process, the same global batch = train.micro_batch_size × train.num_workers, same epochs and
-learning rate) and scoring exact match (greedy) and loss per category. The selection of a
-cell is the strategy's, drawn with the cell's seed. Writes `results.json` (per cell, per
-strategy mean ± std over seeds) and `table.md`.
+learning rate; augmented arms with `compare.equal_steps` scale the batch by their rows /
+the selection's rows) and scoring exact match (greedy), loss and token accuracy per
+category. The selection of a cell is the strategy's, drawn with the cell's seed. Writes
+`results.json` (per cell, per strategy mean ± std over seeds) and `table.md`.
 """
 
 from __future__ import annotations
@@ -21,13 +22,17 @@ from instructmix.config import RunConfig
 log = logging.getLogger("instructmix")
 
 
-def trial_train(cfg: RunConfig) -> dict:
-    """The target run's settings in one process, at the same global batch."""
+def trial_train(cfg: RunConfig, rows: int | None = None, selected: int | None = None) -> dict:
+    """The target run's settings in one process, at the same global batch; with `rows` of
+    an augmented set made from `selected` rows and `compare.equal_steps`, the batch is scaled
+    by rows / selected so the arm takes as many steps as its selection would."""
     from instructmix.training.trial import in_process_train
 
     tc = cfg.train
-    return in_process_train(tc.model_dump(),
-                            micro_batch_size=tc.micro_batch_size * tc.num_workers)
+    batch = tc.micro_batch_size * tc.num_workers
+    if rows is not None and cfg.compare.equal_steps:
+        batch = max(1, round(batch * rows / max(1, selected)))
+    return in_process_train(tc.model_dump(), micro_batch_size=batch)
 
 
 # Scores by level, when the eval set has them: (results key, metric, table label).
@@ -56,6 +61,7 @@ def aggregate(cells: list[dict]) -> dict:
             "exact_match": {k: _mean_std([c["exact_match"][k] for c in mine]) for k in cats},
             "counts": mine[0]["counts"],
             "train_tokens": _mean_std([c["train_tokens"] for c in mine]),
+            "steps": _mean_std([c["steps"] for c in mine]),
         }
         for key, metric, _ in LEVEL_METRICS:
             levels = sorted({lv for c in mine for lv in c.get(key) or {}}, key=int)
@@ -69,7 +75,7 @@ def aggregate(cells: list[dict]) -> dict:
 def table_rows(agg: dict) -> list[list[str]]:
     """The comparison as rows [label, cell per arm]: exact match per category and macro,
     mean ± std over seeds; then, when the eval set has them, following rate and per-step
-    accuracy by chain depth and exact match by tree size; then tokens trained."""
+    accuracy by chain depth and exact match by tree size; then tokens and steps trained."""
     names = list(agg)
     cats = sorted(next(iter(agg.values()))["exact_match"]) if agg else []
 
@@ -84,6 +90,8 @@ def table_rows(agg: dict) -> list[list[str]]:
         rows += [[f"{label} {lv}"] + [cell(agg[n].get(key, {}).get(metric, {}).get(lv))
                                       for n in names] for lv in levels]
     rows.append(["tokens trained"] + [f"{agg[n]['train_tokens']['mean']:,.0f}" for n in names])
+    if all("steps" in agg[n] for n in names):  # results written before steps were kept
+        rows.append(["optimizer steps"] + [f"{agg[n]['steps']['mean']:,.0f}" for n in names])
     return rows
 
 
@@ -131,14 +139,17 @@ def run_compare(cfg: RunConfig, out: Path) -> dict:
             summary = write_selection(pool, choice, sets, f"{name}.parquet", None)
             meta[name] = {"strategy": spec, "seed": seed, "counts": summary["per_category"],
                           "selected_tokens": summary["tokens"]}
-            train_file = sets / f"{name}.parquet"
+            train_file, train = sets / f"{name}.parquet", trial_train(cfg)
             if aug:
                 meta[name].update(augment_cell(cfg, pool.take(choice.order).to_pylist(), aug,
                                                seed, sets / name, augmented))
                 train_file = sets / name / "train.parquet"
+                train = trial_train(cfg, meta[name]["augment"]["matched_items"],
+                                    len(choice.order))
+            meta[name]["global_batch"] = train["micro_batch_size"]
             trials.append({"name": name, "seed": seed, "train_file": str(train_file),
                            "eval_file": str(run_dir / "pool" / "eval.parquet"),
-                           "model_path": model_path(run_dir), "train": trial_train(cfg),
+                           "model_path": model_path(run_dir), "train": train,
                            "generate": True, "max_new_tokens": cfg.eval.max_new_tokens})
     done, failed = run_trials("compare", trials, fine_tune_and_score, out / "tune",
                               cc.cpus_per_trial, None, cfg.train.max_failures)

@@ -22,9 +22,9 @@ log = logging.getLogger("instructmix")
 
 
 def summarise(scored: list[dict], rows: list[dict] | None = None) -> dict:
-    """Per-category n / exact match / mean loss and their macro means. With the eval `rows`
-    (carrying `meta`), also `by_depth` / `by_complexity` (see `depth.chain_scores`) when
-    the eval set has sequential or complexity rows."""
+    """Per-category n / exact match / mean loss / token accuracy and macro means. With the
+    eval `rows` (carrying `meta`), also `by_depth` / `by_complexity` (see
+    `depth.chain_scores`) when the eval set has sequential or complexity rows."""
     by_cat: dict[str, list[dict]] = defaultdict(list)
     for r in scored:
         by_cat[r["category"]].append(r)
@@ -35,6 +35,7 @@ def summarise(scored: list[dict], rows: list[dict] | None = None) -> dict:
             "n": len(cat_rows),
             "exact_match": sum(judged) / len(judged) if judged else None,
             "loss": sum(r["loss"] for r in cat_rows) / len(cat_rows),
+            "token_accuracy": sum(r["token_accuracy"] for r in cat_rows) / len(cat_rows),
         }
     ems = [v["exact_match"] for v in per_category.values() if v["exact_match"] is not None]
     out = {

@@ -18,6 +18,17 @@ def _color(v) -> str:
     return f"rgb({r},{g},{b})"
 
 
+_SCORE_CHANGE = {"loss": "decrease of the validation loss",
+                 "token_accuracy": "increase of the validation token accuracy"}
+
+
+def _unidentified(rec: dict) -> int:
+    """Planted entries in unidentified rows (counted here for files written before the
+    count was stored)."""
+    return rec.get("unidentified", sum(not math.isfinite(d["gamma"] if d["gamma"] is not None
+                                                       else math.nan) for d in rec["details"]))
+
+
 def gamma_html(inter: dict) -> str:
     cats, g = inter["categories"], inter["gamma"]
     lo, hi = inter.get("lo"), inter.get("hi")
@@ -44,7 +55,8 @@ def gamma_html(inter: dict) -> str:
              f"[{fmt(lo[i][j] if lo else None, 2)}, {fmt(hi[i][j] if hi else None, 2)}]"]
             for i in range(n) for j in range(n) if i != j]
     text = [cap(f"γ[i, j] (row i = ability scored, column j = category added) = Δ_ij / Δ_ii, "
-                f"Δ = decrease of category i's validation loss when the probe adds items of j "
+                f"Δ = {_SCORE_CHANGE.get(inter.get('score', 'loss'))} of category i when "
+                "the probe adds items of j "
                 f"({esc(inter.get('method'))} estimate, {inter.get('n_seeds')} seeds, "
                 f"{inter.get('ci', 0.9):.0%} bootstrap intervals; hover a cell). Blue helps, "
                 "red hurts."), "".join(parts)]
@@ -55,7 +67,8 @@ def gamma_html(inter: dict) -> str:
         rec = inter.get(key)
         if rec:
             text.append(cap(f"planted signs recovered ({label}): {rec['recovered']} of "
-                            f"{rec['n']} ({fmt(rec['share'], 2)})"))
+                            f"{rec['n']} ({fmt(rec['share'], 2)}); "
+                            f"{_unidentified(rec)} in unidentified rows"))
             if key == "sign_recovery":
                 text.append(table(["i", "j", "kind", "planted", "γ", "interval", "recovered"],
                                   [[d["i"], d["j"], d["kind"], d["sign"], fmt(d["gamma"], 2),
@@ -137,7 +150,8 @@ def compare_html(compare: dict, cost: dict | None, train_tokens) -> str:
     out = [cap(f"exact match per category, mean ± std over seeds {seeds}; every arm selects "
                "the same budget from the same pool and trains the same model with the same "
                "loop and settings (augmented arms: the selection rewritten, token-matched to "
-               "it); following rate = chains with every step right."),
+               "it, with the batch scaled to the same steps); following rate = chains with "
+               "every step right."),
            table(["category", *names], rows),
            "<h4>Items per category (seed of the first cell)</h4>",
            table(["category", *names], counts)]

@@ -1,4 +1,5 @@
-"""Per-row scores of a causal LM: greedy-generation exact match and response loss."""
+"""Per-row scores of a causal LM: greedy-generation exact match, response loss and response
+token accuracy (teacher-forced: share of response tokens, eos included, that are the argmax)."""
 
 from __future__ import annotations
 
@@ -22,15 +23,19 @@ def load(model_dir: str, device: str = "cpu", threads: int = 1):
 
 
 @torch.inference_mode()
-def response_losses(model, tok, messages: list[list[dict]], max_len: int) -> list[float]:
+def response_scores(model, tok, messages: list[list[dict]], max_len: int
+                    ) -> tuple[list[float], list[float]]:
+    """(mean response loss, response token accuracy) per row."""
     batch = {k: v.to(model.device) for k, v in collate(tok, messages, max_len).items()}
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logits = logits.float()
+    logits = logits.float()[:, :-1]
     labels = batch["labels"][:, 1:]
-    nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), labels,
+    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels,
                                             ignore_index=IGNORE, reduction="none")
-    counts = (labels != IGNORE).sum(1).clamp(min=1)
-    return (nll.sum(1) / counts).tolist()
+    mask = labels != IGNORE
+    counts = mask.sum(1).clamp(min=1)
+    hits = ((logits.argmax(-1) == labels) & mask).sum(1)
+    return (nll.sum(1) / counts).tolist(), (hits / counts).tolist()
 
 
 @torch.inference_mode()
@@ -59,13 +64,13 @@ def score_model(model, tok, rows: list[dict], batch_size: int, max_new_tokens: i
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         msgs = [as_messages(r["messages"]) for r in chunk]
-        losses = response_losses(model, tok, msgs, max_len)
+        losses, accuracies = response_scores(model, tok, msgs, max_len)
         preds = generate(model, tok, msgs, max_new_tokens) if generate_answers else [None] * len(
             chunk)
-        for r, loss, pred in zip(chunk, losses, preds, strict=True):
+        for r, loss, acc, pred in zip(chunk, losses, accuracies, preds, strict=True):
             answer = r.get("answer") or ""
             correct = (normalise(pred) == normalise(answer)) if answer and pred is not None \
                 else None
             out.append({"id": r["id"], "category": r["category"], "loss": loss,
-                        "prediction": pred, "correct": correct})
+                        "token_accuracy": acc, "prediction": pred, "correct": correct})
     return out

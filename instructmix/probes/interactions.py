@@ -5,9 +5,13 @@ Intervention (`estimate_gamma`): per seed a base probe M0 (D0) and one probe M_j
 Regression (`estimate_regression`): random mixtures, s_i ≈ b_i + Σ_j β_ij x_j (ridge);
 `gamma_from_beta`: γ_ij = β_ij / β_ii. Scores: higher is better (e.g. negative loss).
 CIs: bootstrap percentiles (seeds, resp. probe rows, resampled). Row i is *unidentified*
-(γ row NaN, reason in `unidentified`) unless its own effect is > 0 and > `min_rel` × the row's
-largest |effect| (default 1e-3: |γ| ≤ 1000). If more than (1 − ci)/2 of the resamples leave
-the diagonal unidentified, the ratio is unbounded at that level: that row's CI is (−inf, inf).
+(γ row NaN, reason in `unidentified`) unless its own effect is > 0, > `min_rel` × the row's
+largest |effect| (default 1e-3: |γ| ≤ 1000) and ≥ `min_self` × the median of the positive
+own effects (library default 0, config default 0.25): γ_ij divides by Δ_ii, so an ability
+that barely learns from its own items (an unlearnable category) would blow its row up by
+1/Δ_ii and swamp the mixture objective.
+If more than (1 − ci)/2 of the resamples leave the diagonal unidentified, the ratio is
+unbounded at that level: that row's CI is (−inf, inf).
 """
 
 from __future__ import annotations
@@ -46,21 +50,34 @@ class GammaEstimate:
                 "notes": self.notes}
 
 
-def _identified(m: np.ndarray, min_rel: float) -> np.ndarray:
+def _typical_own_effect(diag: np.ndarray) -> np.ndarray:
+    """Median of the positive own effects along the last axis (0 when none is positive)."""
+    pos = np.where(diag > 0, diag, np.nan)
+    ok = np.isfinite(pos).any(axis=-1, keepdims=True)
+    return np.where(ok, np.nanmedian(np.where(ok, pos, 0.0), axis=-1, keepdims=True), 0.0)
+
+
+def _identified(m: np.ndarray, min_rel: float, min_self: float) -> np.ndarray:
     diag = np.diagonal(m, axis1=-2, axis2=-1)
-    return (diag > 0) & (diag > min_rel * np.abs(m).max(axis=-1))
+    return ((diag > 0) & (diag > min_rel * np.abs(m).max(axis=-1))
+            & (diag >= min_self * _typical_own_effect(diag)))
 
 
-def _normalise(point, boot, cats, ci, min_rel, what, **kw) -> GammaEstimate:
+def _normalise(point, boot, cats, ci, min_rel, min_self, what, **kw) -> GammaEstimate:
     gamma, lo, hi = (np.full(point.shape, np.nan) for _ in range(3))
-    ok = _identified(point, min_rel)
+    ok = _identified(point, min_rel, min_self)
     diag = np.diag(point)
-    unidentified = {cats[i]: f"{what}_ii = {diag[i]:.3g} not clearly > 0: training on "
-                    f"{cats[i]} did not help it" for i in np.flatnonzero(~ok)}
+    typical = float(_typical_own_effect(diag)[0])
+    unidentified = {cats[i]: (
+        f"{what}_ii = {diag[i]:.3g} not clearly > 0: training on {cats[i]} did not help it"
+        if diag[i] <= 0 or diag[i] <= min_rel * np.abs(point[i]).max() else
+        f"{what}_ii = {diag[i]:.3g} < {min_self:g} x the median positive own effect "
+        f"{typical:.3g}: "
+        f"training on {cats[i]} barely helped it") for i in np.flatnonzero(~ok)}
     gamma[ok] = point[ok] / diag[ok, None]
     notes = list(kw.pop("notes", []))
     if boot is not None:
-        good = _identified(boot, min_rel)  # B×C
+        good = _identified(boot, min_rel, min_self)  # B×C
         bdiag = np.where(good, np.diagonal(boot, axis1=1, axis2=2), 1.0)
         bg = np.where(good[:, :, None], boot / bdiag[:, :, None], np.nan)
         alpha = (1 - ci) / 2
@@ -85,7 +102,8 @@ def _scores(scores: dict, cats: list[str], key) -> np.ndarray:
 
 
 def estimate_gamma(results: list[dict], categories: list[str], n_boot: int = 1000,
-                   ci: float = 0.9, rng_seed: int = 0, min_rel: float = 1e-3) -> GammaEstimate:
+                   ci: float = 0.9, rng_seed: int = 0, min_rel: float = 1e-3,
+                   min_self: float = 0.0) -> GammaEstimate:
     """Intervention estimate of Γ from `{"probe": "base" | j, "seed", "scores": {i: s_i}}`."""
     cats = list(categories)
     if len(set(cats)) != len(cats) or "base" in cats:
@@ -108,7 +126,7 @@ def estimate_gamma(results: list[dict], categories: list[str], n_boot: int = 100
     else:
         idx = np.random.default_rng(rng_seed).integers(0, len(seeds), (n_boot, len(seeds)))
         boot = per_seed[idx].mean(axis=1)
-    return _normalise(per_seed.mean(axis=0), boot, cats, ci, min_rel, "delta",
+    return _normalise(per_seed.mean(axis=0), boot, cats, ci, min_rel, min_self, "delta",
                       n_seeds=len(seeds), notes=notes)
 
 
@@ -167,9 +185,10 @@ def estimate_regression(mixtures, scores, categories: list[str], ridge: float = 
     return RegressionEstimate(list(categories), beta, b, lo, hi, n, ridge, ci, notes, boot)
 
 
-def gamma_from_beta(reg: RegressionEstimate, min_rel: float = 1e-3) -> GammaEstimate:
+def gamma_from_beta(reg: RegressionEstimate, min_rel: float = 1e-3,
+                    min_self: float = 0.0) -> GammaEstimate:
     """γ_ij = β_ij / β_ii with CIs from the same bootstrap (`n_seeds` = probe rows)."""
-    return _normalise(reg.beta, reg.boot, reg.categories, reg.ci, min_rel, "beta",
+    return _normalise(reg.beta, reg.boot, reg.categories, reg.ci, min_rel, min_self, "beta",
                       n_seeds=reg.n_rows, method="regression",
                       notes=[*reg.notes, "n_seeds counts probe rows"])
 
@@ -177,8 +196,9 @@ def gamma_from_beta(reg: RegressionEstimate, min_rel: float = 1e-3) -> GammaEsti
 def sign_recovery(estimate: GammaEstimate, ground_truth_interactions: list[dict],
                   tol: float = 0.05, strict: bool = False) -> dict:
     """Share of planted signs recovered. "+"/"-": sign of γ (strict: CI excludes 0 and
-    |γ| >= tol). "0": CI contains 0 or |γ| < tol. NaN γ is never recovered; entries naming
-    categories the estimate lacks are skipped (not counted)."""
+    |γ| >= tol). "0": CI contains 0 or |γ| < tol. NaN γ (an unidentified row) is never
+    recovered and is counted in `unidentified`; entries naming categories the estimate lacks
+    are skipped (not counted)."""
     idx = {c: k for k, c in enumerate(estimate.categories)}
     details, skipped = [], 0
     for e in ground_truth_interactions:
@@ -195,5 +215,6 @@ def sign_recovery(estimate: GammaEstimate, ground_truth_interactions: list[dict]
         details.append({"i": i, "j": j, "sign": sign, "kind": e.get("kind"), "gamma": g,
                         "lo": lo, "hi": hi, "recovered": bool(ok)})
     n, rec = len(details), sum(d["recovered"] for d in details)
+    unidentified = sum(not np.isfinite(d["gamma"]) for d in details)
     return {"n": n, "recovered": rec, "share": rec / n if n else float("nan"),
-            "skipped": skipped, "details": details}
+            "unidentified": unidentified, "skipped": skipped, "details": details}

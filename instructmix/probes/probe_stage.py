@@ -4,8 +4,9 @@ Design (a), interventions: per seed s, a base mixture D0 (`base_per_category` it
 category) and one probe per category j (D0 + `add_per_category` more items of j).
 Design (b), random mixtures: Dirichlet(1) proportions of a total drawn in [0.5, 1.5] × |D0|.
 Every probe × seed is one Tune trial training the run's model with the target run's loop;
-its score for category i is minus the mean response loss on `valid_per_category` pool rows of
-i held out from every selection (the eval set never chooses data).
+its score for category i (`probes.score`) is minus the mean response loss, or the response
+token accuracy, on `valid_per_category` pool rows of i held out from every selection (the
+eval set never chooses data).
 
 Writes: `probes.json` (every trial: mixture, scores, seconds, or failure),
 `interactions.json` (Γ from the interventions, or from the regression for design b, with CIs;
@@ -157,7 +158,8 @@ def run_probes(cfg: RunConfig, out: Path) -> dict:
                                             strict=True)}
         d = by_name.get(p["name"], {})
         records.append({"name": p["name"], "probe": p["probe"], "seed": p["seed"],
-                        "counts": counts, "loss": d.get("loss"), "steps": d.get("steps"),
+                        "counts": counts, "loss": d.get("loss"),
+                        "token_accuracy": d.get("token_accuracy"), "steps": d.get("steps"),
                         "train_tokens": d.get("train_tokens"), "seconds": d.get("seconds")})
     result = {"trials": records, "failed": failed, "notes": notes, "categories": names,
               "train": train}
@@ -189,27 +191,30 @@ def _sweep(name: str, trials: list[dict], out: Path, pc) -> list[dict]:
     return done
 
 
-def _scores(r: dict, names: list[str]) -> dict:
-    return {c: -float(r["loss"][c]) for c in names}
+def _scores(r: dict, names: list[str], score: str) -> dict:
+    """Probe score per category, higher is better: negative loss or token accuracy."""
+    if score == "loss":
+        return {c: -float(r["loss"][c]) for c in names}
+    return {c: float(r["token_accuracy"][c]) for c in names}
 
 
 def estimate(records: list[dict], names: list[str], pc, run_dir: Path, out: Path) -> dict:
     """Γ, regression, DAG and (testbed) checks against the planted ground truth."""
     x = np.array([[r["counts"].get(c, 0) for c in names] for r in records], dtype=float)
-    y = np.array([list(_scores(r, names).values()) for r in records])
-    inter = [{"probe": r["probe"], "seed": r["seed"], "scores": _scores(r, names)}
+    y = np.array([list(_scores(r, names, pc.score).values()) for r in records])
+    inter = [{"probe": r["probe"], "seed": r["seed"], "scores": _scores(r, names, pc.score)}
              for r in records if not r["probe"].startswith("random-")]
     reg = estimate_regression(x, y, names, ci=pc.ci) if len(records) >= 2 else None
     if pc.design == "random":
-        est = gamma_from_beta(reg)
+        est = gamma_from_beta(reg, min_self=pc.min_self_effect)
     else:
-        est = estimate_gamma(inter, names, ci=pc.ci)
+        est = estimate_gamma(inter, names, ci=pc.ci, min_self=pc.min_self_effect)
     shares = x / x.sum(axis=1, keepdims=True)
     share_fit = estimate_regression(shares, y, names, ci=pc.ci)
     (out / "regression_shares.json").write_text(json.dumps(share_fit.to_json(), indent=1))
-    interactions = est.to_json()
+    interactions = dict(est.to_json(), score=pc.score)
     if reg is not None:
-        interactions["regression"] = gamma_from_beta(reg).to_json()
+        interactions["regression"] = gamma_from_beta(reg, min_self=pc.min_self_effect).to_json()
     gt_path = run_dir / "pool" / "ground_truth.json"
     gt = json.loads(gt_path.read_text()) if gt_path.is_file() else None
     if gt:

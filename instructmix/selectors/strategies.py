@@ -99,8 +99,8 @@ def milp_counts(sc, names, available, tokens, budget_items, probe_dir) -> tuple[
     bad = np.isnan(gamma).all(axis=1)
     if bad.any():
         lost = [names[i] for i in np.flatnonzero(bad)]
-        notes.append(f"unidentified abilities (training on them did not help) get no weight: "
-                     f"{lost}")
+        notes.append("unidentified abilities (their own items did not measurably help them) "
+                     f"get no weight: {lost}")
         alpha = np.where(bad, 0.0, alpha)
     if sc.robust:
         lo = mat("lo")

@@ -11,7 +11,8 @@ import time
 
 
 def fine_tune_and_score(config: dict) -> None:
-    """Tune trainable. config["trial"]: name, seed, train_file, eval_file, model_path,
+    """Tune trainable; reports per-category loss, token accuracy and (with `generate`)
+    exact match. config["trial"]: name, seed, train_file, eval_file, model_path,
     train (TrainConfig dict), generate, max_new_tokens, save_to (write the trained model
     there in HF format), fail_once (testing)."""
     import os
@@ -48,9 +49,11 @@ def fine_tune_and_score(config: dict) -> None:
     summary = summarise(scored, rows)
     per_cat = summary["per_category"]
     loss = {c: v["loss"] for c, v in per_cat.items()}
+    accuracy = {c: v["token_accuracy"] for c, v in per_cat.items()}
     em = {c: v["exact_match"] for c, v in per_cat.items() if v["exact_match"] is not None}
     last = state["history"][-1] if state["history"] else {}
-    tune.report({"name": t["name"], "seed": t["seed"], "loss": loss, "exact_match": em,
+    tune.report({"name": t["name"], "seed": t["seed"], "loss": loss,
+                 "token_accuracy": accuracy, "exact_match": em,
                  "steps": state["steps"], "train_tokens": last.get("tokens", 0),
                  "train_seconds": train_s, "seconds": time.time() - t0,
                  "final_train_loss": last.get("loss"),
