@@ -185,10 +185,9 @@ class ProbesConfig(Section):
     max_failures: int = Field(1, ge=0, description="Retries of a failed trial.")
     ci: float = Field(0.9, gt=0, lt=1, description="Confidence level of the intervals.")
     min_self_effect: float = Field(
-        0.25, ge=0, description="A category's gamma row is identified only if training on it "
-        "improves it by at least this x the median positive own effect; an ability "
-        "that barely learns from its own items (gamma divides by that effect) gets no weight "
-        "in the mixture instead of swamping it (0: any positive own effect).")
+        0.25, ge=0, description="A gamma row is identified only if training on its category "
+        "improves it by >= this x the median positive own effect; else (gamma divides by that "
+        "effect) the ability gets no mixture weight instead of swamping it (0: any > 0).")
     dag_threshold: float = Field(0.1, ge=0, description="Least gamma asymmetry of an edge.")
     fail_trial: str | None = Field(None, description="Testing: this trial fails once.")
 

@@ -90,8 +90,7 @@ def table_rows(agg: dict) -> list[list[str]]:
         rows += [[f"{label} {lv}"] + [cell(agg[n].get(key, {}).get(metric, {}).get(lv))
                                       for n in names] for lv in levels]
     rows.append(["tokens trained"] + [f"{agg[n]['train_tokens']['mean']:,.0f}" for n in names])
-    if all("steps" in agg[n] for n in names):  # results written before steps were kept
-        rows.append(["optimizer steps"] + [f"{agg[n]['steps']['mean']:,.0f}" for n in names])
+    rows.append(["optimizer steps"] + [f"{agg[n]['steps']['mean']:,.0f}" for n in names])
     return rows
 
 

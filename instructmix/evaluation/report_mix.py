@@ -22,13 +22,6 @@ _SCORE_CHANGE = {"loss": "decrease of the validation loss",
                  "token_accuracy": "increase of the validation token accuracy"}
 
 
-def _unidentified(rec: dict) -> int:
-    """Planted entries in unidentified rows (counted here for files written before the
-    count was stored)."""
-    return rec.get("unidentified", sum(not math.isfinite(d["gamma"] if d["gamma"] is not None
-                                                       else math.nan) for d in rec["details"]))
-
-
 def gamma_html(inter: dict) -> str:
     cats, g = inter["categories"], inter["gamma"]
     lo, hi = inter.get("lo"), inter.get("hi")
@@ -68,7 +61,7 @@ def gamma_html(inter: dict) -> str:
         if rec:
             text.append(cap(f"planted signs recovered ({label}): {rec['recovered']} of "
                             f"{rec['n']} ({fmt(rec['share'], 2)}); "
-                            f"{_unidentified(rec)} in unidentified rows"))
+                            f"{rec['unidentified']} in unidentified rows"))
             if key == "sign_recovery":
                 text.append(table(["i", "j", "kind", "planted", "γ", "interval", "recovered"],
                                   [[d["i"], d["j"], d["kind"], d["sign"], fmt(d["gamma"], 2),
