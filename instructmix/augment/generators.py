@@ -132,7 +132,8 @@ def _fingerprint(path: str) -> str:
 
 class HFGenerator:
     """A local HF causal LM run as a Ray Data actor pool of `actors` (None: one per cluster
-    CPU) actors, each taking 0.5 CPU and generating `batch_size` prompts per generate()."""
+    CPU) actors, each taking 0.5 CPU and generating `batch_size` prompts per generate();
+    prompts are batched in order of length (results come back in the caller's order)."""
 
     def __init__(self, model_path: str, batch_size: int = 8, actors: int | None = None):
         self.model_path, self.batch_size, self.actors = model_path, batch_size, actors
@@ -149,7 +150,9 @@ class HFGenerator:
             return []
         ensure_ray()  # no-op when the pipeline already joined a cluster
         self.calls += len(prompts)
-        items = [{"index": k, "messages": json.dumps(m)} for k, m in enumerate(prompts)]
+        # shortest first: a batch pads to its longest prompt, so similar lengths batch best
+        items = sorted(({"index": k, "messages": json.dumps(m)} for k, m in enumerate(prompts)),
+                       key=lambda item: len(item["messages"]))
         actors = min(self.actors or cluster_cpus(), -(-len(items) // self.batch_size))
         ds = ray.data.from_items(items, override_num_blocks=-(-len(items) // self.batch_size))
         ds = ds.map_batches(

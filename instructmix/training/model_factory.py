@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import string
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -30,7 +31,10 @@ CHAT_TEMPLATE = (
 
 
 def train_tokenizer(texts: list[str], kind: str, vocab_size: int):
-    """A character-level (WordLevel over single characters) or byte-level BPE tokenizer."""
+    """A character-level (WordLevel over single characters) or byte-level BPE tokenizer.
+    The character vocabulary holds every printable ASCII character besides those of
+    `texts`: augmented items and eval sets use characters the pool may lack (the testbed's
+    chain separator `|`, for one), which would otherwise all become <|unk|>."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -47,6 +51,8 @@ def train_tokenizer(texts: list[str], kind: str, vocab_size: int):
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    if kind == "char":
+        texts = [string.printable, *texts]
     tok.train_from_iterator(texts, trainer=trainer)
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=SPECIALS["pad"], unk_token=SPECIALS["unk"],
