@@ -185,10 +185,10 @@ class LLMRewriter:
         for raw in self._ask(texts, self._short):
             if isinstance(raw, Reject):
                 out.append(raw)
-            elif _first_word(raw).upper() in verdicts:
-                out.append(verdicts[_first_word(raw).upper()])
             else:
-                out.append(Reject("llm: judge answer is not YES or NO", raw))
+                verdict = verdicts.get(_first_word(raw).upper())
+                out.append(Reject("llm: judge answer is not YES or NO", raw)
+                           if verdict is None else verdict)
         return out
 
     def complexity(self, instruction: str) -> float:
