@@ -1,5 +1,7 @@
 """Training settings of comparison arms: augmented arms take the plain arm's steps."""
 
+import pytest
+
 from instructmix.evaluation.compare import trial_train
 
 from .conftest import tiny_config
@@ -26,3 +28,23 @@ def test_augmented_arm_batch_is_scaled_to_equal_steps(tmp_path):
     # a tiny augmented set never gets an empty batch
     cfg = tiny_config(tmp_path)
     assert trial_train(cfg, 1, 4000)["micro_batch_size"] == 1
+
+
+def test_aggregate_and_table_keep_token_accuracy():
+    from instructmix.evaluation.compare import aggregate, markdown_table
+
+    def cell(seed, em, acc):
+        return {"strategy": "iid", "seed": seed, "counts": {"a": 3, "b": 2},
+                "exact_match": {"a": em, "b": None}, "token_accuracy": {"a": acc, "b": 0.5},
+                "loss": {"a": 1.0, "b": 2.0}, "train_tokens": 100, "steps": 4}
+
+    agg = aggregate([cell(0, 0.2, 0.6), cell(1, 0.4, 0.8)])["iid"]
+    assert agg["token_accuracy"]["a"]["mean"] == pytest.approx(0.7)
+    assert agg["token_accuracy"]["b"]["std"] == 0
+    assert agg["macro_token_accuracy"]["mean"] == pytest.approx(0.6)
+    assert agg["exact_match"]["b"] is None
+    assert agg["macro_exact_match"]["mean"] == pytest.approx(0.3)
+    table = markdown_table({"iid": agg})
+    assert "| token accuracy, a | 0.70 ± 0.14 |" in table
+    assert "| **token accuracy, macro** | **0.600 ± 0.071** |" in table
+    assert "| b | n/a |" in table and "| **macro** | **0.300 ± 0.141** |" in table

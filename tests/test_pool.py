@@ -14,21 +14,37 @@ BAD_LINES = [
     b'{"id": "a1", "instruction": "Say hi", "output": "hi", "category": "greet"}',
     b'{"id": "a2", "instruction": "Add 2 and 2", "output": "4"',  # malformed JSON
     b'{"id": "a3", "output": "no instruction"}',  # missing field
-    b'{"id": "a4", "instruction": ["a", "list"], "output": "x"}',  # wrong type
+    b'{"id": "a4", "instruction": ["a", "list"], "output": "x"}',  # wrong type: list
     b'{"id": "a1", "instruction": "Same id again", "output": "dup"}',  # duplicate id
-    b"",  # empty line
+    b"",  # blank line: not a row
     b'{"id": "a6", "instruction": "caf\xe9", "output": "x"}',  # not UTF-8
     b'{"id": "a7", "messages": [{"role": "user", "content": "hello"},'
     b' {"role": "assistant", "content": "hey"}], "category": "greet"}',
     b'{"id": "a8", "messages": [{"role": "user", "content": "no response"}]}',
-    b"[1, 2, 3]",
+    b"[1, 2, 3]",  # not an object
     b'{"instruction": "Name a colour", "output": "red", "category": "colours"}',
+    b'{"id": "a11", "instruction": 42, "output": "x"}',  # wrong type: number
+    b'{"id": "a12", "messages": [{"role": "user", "content": "q"},'
+    b' {"role": "assistant", "content": ""}]}',  # empty response
+    b'{"id": "a13", "instruction": "x", "output": ""}',  # empty output
+    b'{"id": "a14", "prompt": "no known fields"}',  # unknown format
+    b'{"id": "a15", "instruction": "' + b"long " * 50 + b'", "output": "x"}',  # too long
 ]
+# line -> (kind, start of the reason); lines 1, 8 and 11 are accepted, line 6 is blank
+WANT = {2: ("malformed JSON", "malformed JSON"),
+        3: ("missing field", "missing field 'instruction'"),
+        4: ("wrong type", "field 'instruction' must be a string, got list"),
+        5: ("duplicate id", "duplicate id 'a1'"), 7: ("not valid UTF-8", "not valid UTF-8"),
+        9: ("bad messages", "the last message"), 10: ("not an object", "a row must be"),
+        12: ("wrong type", "field 'instruction' must be a string, got int"),
+        13: ("empty field", "messages[1].content (the response) is empty"),
+        14: ("empty field", "field 'output' is empty"),
+        15: ("unknown format", "cannot tell the format"), 16: ("too long", "row of")}
 
 
-def _run(tmp_path, sources, **pool):
-    cfg = tiny_config(tmp_path / "run", pool={"sources": sources, **pool})
-    out = tmp_path / "run" / "pool"
+def _run(tmp_path, sources, name="run", **pool):
+    cfg = tiny_config(tmp_path / name, pool={"sources": sources, **pool})
+    out = tmp_path / name / "pool"
     out.mkdir(parents=True)
     summary = run_pool(cfg, out)
     stats = json.loads((out / "stats.json").read_text())
@@ -40,22 +56,50 @@ def _run(tmp_path, sources, **pool):
 def test_bad_rows_are_quarantined_with_reasons(ray_local, tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_bytes(b"\n".join(BAD_LINES) + b"\n")
-    summary, stats, rejected, accepted = _run(tmp_path, [{"path": str(path)}])
-    assert stats["read"] == len(BAD_LINES) == stats["accepted"] + stats["rejected"]
-    assert stats["counts_add_up"] and summary["rejected"] == len(rejected) == 8
-    assert sorted(r["id"] for r in accepted)[:2] == ["a1", "a7"]
+    summary, stats, rejected, accepted = _run(tmp_path, [{"path": str(path)}],
+                                              max_chars=200)
+    # every row ends accepted or rejected; the blank line is counted apart, not as a row
+    assert stats["blank_lines"] == 1 and stats["read"] == len(BAD_LINES) - 1
+    assert stats["read"] == stats["accepted"] + stats["rejected"] and stats["counts_add_up"]
+    assert summary["rejected"] == len(rejected) == len(WANT)
+    origins = {int(r["origin"].rsplit(":", 1)[1]): r for r in rejected}
+    assert set(origins) == set(WANT)
+    for line, (kind, reason) in WANT.items():
+        assert origins[line]["kind"] == kind and origins[line]["reason"].startswith(reason), line
+    assert origins[5]["reason"].endswith("bad.jsonl:1)")  # names the first occurrence
+    # counted by kind, the details stay in rejected.jsonl
+    assert stats["rejected_by_reason"] == {
+        "malformed JSON": 1, "missing field": 1, "wrong type": 2, "duplicate id": 1,
+        "not valid UTF-8": 1, "bad messages": 1, "not an object": 1, "empty field": 2,
+        "unknown format": 1, "too long": 1}
+    assert len(accepted) == 3 and {r["id"] for r in accepted} >= {"a1", "a7"}
     assert next(r for r in accepted if r["id"] == "a1")["messages"][-1]["content"] == "hi"
-    reasons = {r["origin"].rsplit(":", 1)[1]: r["reason"] for r in rejected}
-    assert reasons["2"].startswith("malformed JSON")
-    assert reasons["3"] == "missing field 'instruction'"
-    assert "must be a string" in reasons["4"]
-    assert reasons["5"].startswith("duplicate id 'a1'") and reasons["5"].endswith(":1)")
-    assert reasons["6"] == "empty line"
-    assert reasons["7"].startswith("not valid UTF-8")
-    assert "last message" in reasons["9"] and "JSON object" in reasons["10"]
-    assert all(r["reason"] for r in rejected)
     for row in accepted:
         assert len(row["embedding"]) == 384 and row["n_tokens"] > 0 and row["category"]
+
+
+def _shards(folder, names, rows=5):
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("".join(
+            json.dumps({"instruction": f"{name} question {k}", "output": f"answer {k}"}) + "\n"
+            for k in range(rows)))
+
+
+def test_sharded_sources_without_ids_keep_every_row(ray_local, tmp_path):
+    """A named folder of shards and same-named files in subfolders of an unnamed folder:
+    no false duplicates; ids stable across runs and independent of the sources' order."""
+    _shards(tmp_path / "mydata", ["part-0.jsonl", "part-1.jsonl"])
+    _shards(tmp_path / "nested", ["a/part.jsonl", "b/part.jsonl"])
+    sources = [{"path": str(tmp_path / "mydata"), "name": "mydata"},
+               {"path": str(tmp_path / "nested")}]
+    _, stats, rejected, accepted = _run(tmp_path, sources, name="one")
+    assert stats["read"] == stats["accepted"] == 20 and not rejected
+    assert stats["rejected_by_reason"] == {}
+    _, _, _, again = _run(tmp_path, sources[::-1], name="two")
+    ids = {r["id"]: (r["source"], r["messages"][0]["content"]) for r in accepted}
+    assert ids == {r["id"]: (r["source"], r["messages"][0]["content"]) for r in again}
+    assert sum(i.startswith("mydata-") for i in ids) == 10
 
 
 def test_parquet_mapping_and_kmeans_categories(ray_local, tmp_path):

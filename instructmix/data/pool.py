@@ -3,8 +3,9 @@
 `complexity` score (`augment.complexity`: exact node count on the testbed, a content-word
 proxy on real text).
 
-Accounting: every line or row read ends in exactly one of `pool/shards` (or `pool/eval`)
-or `pool/rejected`, and stats.json checks read == accepted + rejected.
+Accounting: every row read ends in exactly one of `pool/shards` (or `pool/eval`) or
+`pool/rejected`, and stats.json checks read == accepted + rejected. Blank lines of JSONL
+files are not rows: they are counted apart (`blank_lines`).
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ from instructmix.cluster import cluster_cpus
 from instructmix.config import RunConfig, SourceConfig
 from instructmix.data import testbed
 from instructmix.data.embed import EmbedBatch
-from instructmix.data.schema import RowError, content_id, prompt_text, to_canonical
+from instructmix.data.schema import RowError, fallback_id, prompt_text, to_canonical
 
 log = logging.getLogger("instructmix")
 RAW_KEEP = 500  # characters of a rejected row kept for the report
 
 
 def list_files(path: str) -> list[str]:
-    p = Path(path)
+    p = Path(path).expanduser().resolve()
     if p.is_file():
         return [str(p)]
     if p.is_dir():
@@ -88,31 +89,31 @@ def read_records(item: dict) -> list[dict]:
 def parse_batch(batch: dict, max_chars: int) -> dict:
     """Raw records -> canonical columns plus `error` ('' when accepted)."""
     cols = {k: [] for k in ("id", "category", "messages_json", "answer", "source", "meta",
-                            "origin", "order", "error", "raw_text", "prompt_text",
-                            "response_text", "complexity")}
+                            "origin", "order", "error", "kind", "blank", "raw_text",
+                            "prompt_text", "response_text", "complexity")}
     n = len(batch["origin"])
     for k in range(n):
         raw, origin = batch["raw"][k], str(batch["origin"][k])
         fmt, source = str(batch["fmt"][k]), str(batch["source"][k])
         mapping = json.loads(batch["mapping"][k])
-        row, error, text = None, "", ""
+        row, error, kind, text = None, "", "", ""
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
         except UnicodeDecodeError as e:
-            error = f"not valid UTF-8 (byte {e.start})"
+            error, kind = f"not valid UTF-8 (byte {e.start})", "not valid UTF-8"
             text = raw.decode("utf-8", errors="replace")
-        if not error and not text.strip():
-            error = "empty line"
-        if not error:
+        blank = not error and not text.strip()
+        if not error and not blank:
             try:
                 row = to_canonical(json.loads(text), fmt, mapping, source,
-                                   content_id(source, int(batch["order"][k]) % 10**10 + 1))
+                                   fallback_id(source, origin))
                 if len(text) > max_chars:
-                    raise RowError(f"row longer than pool.max_chars={max_chars}")
+                    raise RowError("too long", f"row of {len(text)} characters is longer "
+                                   f"than pool.max_chars={max_chars}")
             except json.JSONDecodeError as e:
-                error = f"malformed JSON: {e.msg} at column {e.colno}"
+                error, kind = f"malformed JSON: {e.msg} at column {e.colno}", "malformed JSON"
             except RowError as e:
-                error = str(e)
+                error, kind = str(e), e.kind
         row = row or {"id": "", "category": "", "messages": [], "answer": "", "meta": ""}
         cols["id"].append(row["id"])
         cols["category"].append(row["category"])
@@ -123,12 +124,14 @@ def parse_batch(batch: dict, max_chars: int) -> dict:
         cols["origin"].append(origin)
         cols["order"].append(int(batch["order"][k]))
         cols["error"].append(error)
+        cols["kind"].append(kind)
+        cols["blank"].append(blank)
         cols["raw_text"].append(text[:RAW_KEEP] if error else "")
         prompt = prompt_text(row["messages"]) if row["messages"] else ""
         cols["prompt_text"].append(prompt)
         cols["complexity"].append(complexity_score(prompt, row["meta"]) if prompt else 0.0)
         cols["response_text"].append(row["messages"][-1]["content"] if row["messages"] else "")
-    numeric = ("order", "complexity")
+    numeric = ("order", "complexity", "blank")
     return {k: np.array(v) if k in numeric else np.array(v, dtype=object)
             for k, v in cols.items()}
 
@@ -171,10 +174,14 @@ def _read(cfg: RunConfig, items: list[dict], records: list[dict] | None):
                           batch_format="numpy", batch_size=1024).materialize()
 
 
-def _index(parsed):
-    """Driver-side view of every row read (no text): origin, id, error, category."""
-    cols = ["id", "order", "origin", "source", "error", "raw_text", "category"]
-    return parsed.select_columns(cols).to_pandas().sort_values("order", kind="stable")
+def _index(parsed) -> tuple[object, int]:
+    """Driver-side view of every row read (no text): origin, id, error, kind, category;
+    and the number of blank lines (not rows: left out of the view)."""
+    cols = ["id", "order", "origin", "source", "error", "kind", "blank", "raw_text",
+            "category"]
+    index = parsed.select_columns(cols).to_pandas().sort_values("order", kind="stable")
+    blank = index["blank"].astype(bool)
+    return index[~blank].drop(columns="blank"), int(blank.sum())
 
 
 def _mark_duplicates(index) -> set[int]:
@@ -185,23 +192,25 @@ def _mark_duplicates(index) -> set[int]:
     dup = ok[ok.duplicated("id", keep="first")]
     for row_key, rid in zip(dup.index, dup["id"], strict=True):
         index.at[row_key, "error"] = f"duplicate id {rid!r} (first at {first[rid]})"
+        index.at[row_key, "kind"] = "duplicate id"
     return {int(o) for o in dup["order"]}
 
 
 def _keep_accepted(batch: dict, drop: set[int]) -> dict:
-    keep = np.array([e == "" and int(o) not in drop
-                     for e, o in zip(batch["error"], batch["order"], strict=True)], dtype=bool)
+    keep = np.array([e == "" and not b and int(o) not in drop for e, b, o in
+                     zip(batch["error"], batch["blank"], batch["order"], strict=True)],
+                    dtype=bool)
     return {k: v[keep] for k, v in batch.items()}
 
 
 def _rejected_rows(index) -> list[dict]:
-    rej = index[index["error"] != ""][["origin", "source", "id", "error", "raw_text"]]
+    rej = index[index["error"] != ""][["origin", "source", "id", "kind", "error", "raw_text"]]
     return rej.rename(columns={"error": "reason"}).to_dict("records")
 
 
 def _finalise(batch: dict) -> dict:
     msgs = [json.loads(m) for m in batch.pop("messages_json")]
-    for k in ("error", "raw_text", "prompt_text", "response_text"):
+    for k in ("error", "kind", "blank", "raw_text", "prompt_text", "response_text"):
         batch.pop(k, None)
     batch["messages"] = msgs
     return batch
@@ -247,7 +256,7 @@ def run_pool(cfg: RunConfig, out: Path) -> dict:
     log.info("pool: reading %s", [i["path"] for i in train_items] or "the synthetic testbed")
     t0 = time.time()
     parsed = _read(cfg, train_items, train_recs)
-    index = _index(parsed)
+    index, blank_lines = _index(parsed)
     duplicates = _mark_duplicates(index)
     rejected = _rejected_rows(index)
     n_read, n_accepted = len(index), int((index["error"] == "").sum())
@@ -280,11 +289,11 @@ def run_pool(cfg: RunConfig, out: Path) -> dict:
     log.info("pool: embedded in %.1f s", time.time() - t0)
     final.write_parquet(str(out / "shards"))
 
-    n_eval_rejected = 0
+    n_eval_rejected = eval_blank = 0
     eval_rows: list[dict] = []
     if eval_items or eval_recs:
         parsed_eval = _read(cfg, eval_items, eval_recs)
-        eval_index = _index(parsed_eval)
+        eval_index, eval_blank = _index(parsed_eval)
         eval_dups = _mark_duplicates(eval_index)
         eval_rej = _rejected_rows(eval_index)
         n_eval_rejected = len(eval_rej)
@@ -303,10 +312,11 @@ def run_pool(cfg: RunConfig, out: Path) -> dict:
     n_rejected = len(rejected) - n_eval_rejected
     stats = {
         "read": n_read,
+        "blank_lines": blank_lines,
         "accepted": n_accepted,
         "rejected": n_rejected,
         "counts_add_up": n_read == n_accepted + n_rejected == len(stats_table) + n_rejected,
-        "rejected_by_reason": dict(Counter(_reason_kind(r["reason"]) for r in rejected
+        "rejected_by_reason": dict(Counter(r["kind"] for r in rejected
                                            if r.get("split") != "eval")),
         "categories_assigned_by_kmeans": n_uncategorised,
         "per_category": {
@@ -314,8 +324,10 @@ def run_pool(cfg: RunConfig, out: Path) -> dict:
             for c, g in sorted(stats_table.groupby("category"), key=lambda kv: kv[0])
         },
         "per_source": {s: int(v) for s, v in stats_table["source"].value_counts().items()},
-        "eval": {"read": len(eval_rows) + n_eval_rejected, "accepted": len(eval_rows),
-                 "rejected": n_eval_rejected,
+        "eval": {"read": len(eval_rows) + n_eval_rejected, "blank_lines": eval_blank,
+                 "accepted": len(eval_rows), "rejected": n_eval_rejected,
+                 "rejected_by_reason": dict(Counter(r["kind"] for r in rejected
+                                                    if r.get("split") == "eval")),
                  "per_category": dict(Counter(r["category"] for r in eval_rows))},
     }
     if not stats["counts_add_up"]:
@@ -325,9 +337,3 @@ def run_pool(cfg: RunConfig, out: Path) -> dict:
              stats["rejected_by_reason"])
     return {k: stats[k] for k in ("read", "accepted", "rejected")}
 
-
-def _reason_kind(reason: str) -> str:
-    """Group reasons for the stats: the text before the first detail."""
-    for sep in (":", " ("):
-        reason = reason.split(sep)[0]
-    return reason

@@ -1,51 +1,83 @@
 """Canonical row schema and conversion of source rows into it.
 
 Canonical row: id (unique str), category (str, "" = to be assigned), messages (list of
-{role, content}, ending with an assistant turn), answer (str, "" if none), source (str),
-meta (JSON str, "" if none). A row that does not fit raises `RowError` with a reason.
+{role, content}, ending with a non-empty assistant turn), answer (str, "" if none), source
+(str), meta (JSON str, "" if none). A row that does not fit raises `RowError` with a kind
+(what `pool/stats.json` counts) and a message naming the field.
+
+Types: text fields (instruction, input, output, role, content) must be JSON strings; a
+number, list, object or boolean there is rejected. Identifiers and labels (id, category)
+and the reference `answer` may also be integers (answer: any finite number), written as
+their decimal text: ids and numeric answers are common in public data.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 ROLES = {"system", "user", "assistant"}
 MAPPABLE = ("instruction", "input", "output", "id", "category", "answer")
+TEXT_FIELDS = ("instruction", "input", "output")
 
 
 class RowError(ValueError):
-    """The reason a row is rejected."""
+    """Why a row is rejected: `kind` groups reasons for counting, the message names the
+    field or position."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
 
 
-def _text(row: dict, field: str, required: bool) -> str:
+def _number_ok(value, floats: bool) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return floats and isinstance(value, float) and math.isfinite(value)
+
+
+def _field(row: dict, field: str, required: bool) -> str:
+    """A string field; numbers are accepted only for id and category (integers) and answer
+    (finite numbers)."""
     value = row.get(field)
     if value is None:
         if required:
-            raise RowError(f"missing field {field!r}")
+            raise RowError("missing field", f"missing field {field!r}")
         return ""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise RowError(f"field {field!r} must be a string, got {type(value).__name__}")
-    return str(value)
+    if isinstance(value, str):
+        return value
+    if field in ("id", "category", "answer") and _number_ok(value, floats=field == "answer"):
+        return str(value)
+    raise RowError("wrong type", f"field {field!r} must be a string, got "
+                   f"{type(value).__name__}")
 
 
 def _messages(value) -> list[dict]:
     if not isinstance(value, list) or not value:
-        raise RowError("field 'messages' must be a non-empty list")
+        raise RowError("wrong type", "field 'messages' must be a non-empty list")
     out = []
     for k, m in enumerate(value):
         if not isinstance(m, dict):
-            raise RowError(f"messages[{k}] must be an object with role and content")
+            raise RowError("wrong type", f"messages[{k}] must be an object with role and "
+                           "content")
         role, content = m.get("role"), m.get("content")
         if role not in ROLES:
-            raise RowError(f"messages[{k}].role must be one of {sorted(ROLES)}, got {role!r}")
+            raise RowError("bad messages", f"messages[{k}].role must be one of "
+                           f"{sorted(ROLES)}, got {role!r}")
         if not isinstance(content, str):
-            raise RowError(f"messages[{k}].content must be a string")
+            raise RowError("wrong type", f"messages[{k}].content must be a string, got "
+                           f"{type(content).__name__}")
         out.append({"role": role, "content": content})
     if out[-1]["role"] != "assistant":
-        raise RowError("the last message must be the assistant's response")
-    if not any(m["role"] == "user" for m in out):
-        raise RowError("messages has no user turn")
+        raise RowError("bad messages", "the last message must be the assistant's response")
+    if not out[-1]["content"].strip():
+        raise RowError("empty field", f"messages[{len(out) - 1}].content (the response) is "
+                       "empty")
+    if not any(m["role"] == "user" and m["content"].strip() for m in out):
+        raise RowError("bad messages", "messages has no non-empty user turn")
     return out
 
 
@@ -54,53 +86,51 @@ def detect_format(row: dict) -> str:
         return "messages"
     if "instruction" in row or "output" in row:
         return "alpaca"
-    raise RowError("cannot tell the format: no 'messages' and no 'instruction'/'output' field")
+    raise RowError("unknown format", "cannot tell the format: no 'messages' and no "
+                   "'instruction'/'output' field")
 
 
 def to_canonical(row, fmt: str, mapping: dict[str, str], source: str, fallback_id: str) -> dict:
     """Convert one parsed source row; `fallback_id` names the row when it has no id."""
     if not isinstance(row, dict):
-        raise RowError(f"a row must be a JSON object, got {type(row).__name__}")
+        raise RowError("not an object", f"a row must be a JSON object, got "
+                       f"{type(row).__name__}")
     if fmt == "mapping":
         unknown = set(mapping) - set(MAPPABLE)
         if unknown:
-            raise RowError(f"mapping names unknown canonical fields {sorted(unknown)}")
+            raise RowError("bad mapping", f"mapping names unknown canonical fields "
+                           f"{sorted(unknown)}")
         row = {canon: row.get(src) for canon, src in mapping.items()}
         fmt = "alpaca"
     elif fmt == "auto":
         fmt = detect_format(row)
     if fmt == "messages":
         messages = _messages(row.get("messages"))
-        answer = _text(row, "answer", required=False)
     else:
-        instruction = _text(row, "instruction", required=True)
-        inp = _text(row, "input", required=False)
-        output = _text(row, "output", required=True)
-        if not instruction.strip():
-            raise RowError("field 'instruction' is empty")
-        if not output.strip():
-            raise RowError("field 'output' is empty")
+        instruction, inp, output = (_field(row, f, required=f != "input") for f in TEXT_FIELDS)
+        for name, text in (("instruction", instruction), ("output", output)):
+            if not text.strip():
+                raise RowError("empty field", f"field {name!r} is empty")
         prompt = f"{instruction}\n\n{inp}" if inp.strip() else instruction
         messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
-        answer = _text(row, "answer", required=False)
-    rid = _text(row, "id", required=False) or fallback_id
     meta = row.get("meta", "")
     if not isinstance(meta, str):
         meta = json.dumps(meta, sort_keys=True, default=str)
     return {
-        "id": rid,
-        "category": _text(row, "category", required=False),
+        "id": _field(row, "id", required=False) or fallback_id,
+        "category": _field(row, "category", required=False),
         "messages": messages,
-        "answer": answer,
+        "answer": _field(row, "answer", required=False),
         "source": source,
         "meta": meta,
     }
 
 
-def content_id(source: str, line_no: int) -> str:
-    """Stable id for a row that has none: source name + position."""
-    digest = hashlib.sha1(f"{source}:{line_no}".encode()).hexdigest()[:12]
-    return f"{source}-{line_no}-{digest}"
+def fallback_id(source: str, origin: str) -> str:
+    """Id of a row that has none: the source label and a hash of its origin (the file's
+    absolute path and the row's line or position in it). Distinct rows never share one,
+    whatever the files' names, folders or listing order; a re-run gives the same ids."""
+    return f"{source}-{hashlib.sha1(origin.encode()).hexdigest()[:16]}"
 
 
 def prompt_text(messages: list[dict]) -> str:

@@ -35,6 +35,8 @@ def trial_train(cfg: RunConfig, rows: int | None = None, selected: int | None = 
     return in_process_train(tc.model_dump(), micro_batch_size=batch)
 
 
+# Per-category scores of every cell, in this order in the table.
+SCORES = ("exact_match", "token_accuracy", "loss")
 # Scores by level, when the eval set has them: (results key, metric, table label).
 LEVEL_METRICS = (("by_depth", "following_rate", "following rate, depth"),
                  ("by_depth", "step_accuracy", "per-step accuracy, depth"),
@@ -47,22 +49,31 @@ def _mean_std(values: list[float]) -> dict:
             "n": len(v)}
 
 
+def _macro(cell: dict, metric: str) -> float | None:
+    values = [v for v in cell[metric].values() if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _over_seeds(values: list) -> dict | None:
+    kept = [v for v in values if v is not None]
+    return _mean_std(kept) if kept else None
+
+
 def aggregate(cells: list[dict]) -> dict:
-    """Per strategy: macro and per-category exact match / loss, mean ± std over seeds."""
+    """Per strategy: macro and per-category exact match / token accuracy / loss, mean ± std
+    over seeds (None where no seed has a value)."""
     out = {}
     for name in dict.fromkeys(c["strategy"] for c in cells):
         mine = [c for c in cells if c["strategy"] == name]
-        cats = sorted(mine[0]["exact_match"])
-        out[name] = {
-            "seeds": [c["seed"] for c in mine],
-            "macro_exact_match": _mean_std([np.mean(list(c["exact_match"].values()))
-                                            for c in mine]),
-            "macro_loss": _mean_std([np.mean(list(c["loss"].values())) for c in mine]),
-            "exact_match": {k: _mean_std([c["exact_match"][k] for c in mine]) for k in cats},
-            "counts": mine[0]["counts"],
-            "train_tokens": _mean_std([c["train_tokens"] for c in mine]),
-            "steps": _mean_std([c["steps"] for c in mine]),
-        }
+        cats = sorted({k for c in mine for k in c["token_accuracy"]})
+        out[name] = {"seeds": [c["seed"] for c in mine]}
+        for metric in SCORES:
+            out[name][f"macro_{metric}"] = _over_seeds([_macro(c, metric) for c in mine])
+            out[name][metric] = {k: _over_seeds([c[metric].get(k) for c in mine])
+                                 for k in cats}
+        out[name].update(counts=mine[0]["counts"],
+                         train_tokens=_mean_std([c["train_tokens"] for c in mine]),
+                         steps=_mean_std([c["steps"] for c in mine]))
         for key, metric, _ in LEVEL_METRICS:
             levels = sorted({lv for c in mine for lv in c.get(key) or {}}, key=int)
             if levels:
@@ -74,16 +85,19 @@ def aggregate(cells: list[dict]) -> dict:
 
 def table_rows(agg: dict) -> list[list[str]]:
     """The comparison as rows [label, cell per arm]: exact match per category and macro,
-    mean ± std over seeds; then, when the eval set has them, following rate and per-step
-    accuracy by chain depth and exact match by tree size; then tokens and steps trained."""
+    then token accuracy per category and macro, mean ± std over seeds; then, when the eval
+    set has them, following rate and per-step accuracy by chain depth and exact match by
+    tree size; then tokens and steps trained."""
     names = list(agg)
-    cats = sorted(next(iter(agg.values()))["exact_match"]) if agg else []
+    cats = sorted({c for a in agg.values() for c in a["token_accuracy"]})
 
     def cell(v, digits=2) -> str:
         return f"{v['mean']:.{digits}f} ± {v['std']:.{digits}f}" if v else "n/a"
 
-    rows = [[c] + [cell(agg[n]["exact_match"][c]) for n in names] for c in cats]
-    rows.append(["macro"] + [cell(agg[n]["macro_exact_match"], 3) for n in names])
+    rows = []
+    for metric, prefix in (("exact_match", ""), ("token_accuracy", "token accuracy, ")):
+        rows += [[f"{prefix}{c}"] + [cell(agg[n][metric].get(c)) for n in names] for c in cats]
+        rows.append([f"{prefix}macro"] + [cell(agg[n][f"macro_{metric}"], 3) for n in names])
     for key, metric, label in LEVEL_METRICS:
         levels = sorted({lv for n in names for lv in agg[n].get(key, {}).get(metric, {})},
                         key=int)
@@ -97,7 +111,7 @@ def table_rows(agg: dict) -> list[list[str]]:
 def markdown_table(agg: dict) -> str:
     names = list(agg)
     head = "| category | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"
-    rows = [[f"**{c}**" for c in r] if r[0] == "macro" else r for r in table_rows(agg)]
+    rows = [[f"**{c}**" for c in r] if r[0].endswith("macro") else r for r in table_rows(agg)]
     return head + "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n"
 
 
@@ -156,8 +170,7 @@ def run_compare(cfg: RunConfig, out: Path) -> dict:
         raise RuntimeError(f"compare: trials failed: {[f['trial'] for f in failed]} "
                            f"(logs under {out / 'tune'}; re-run the stage to retry them)")
     by_name = {d["trial"]: d for d in done}
-    keys = ("exact_match", "loss", "steps", "train_tokens", "seconds", "by_depth",
-            "by_complexity")
+    keys = (*SCORES, "steps", "train_tokens", "seconds", "by_depth", "by_complexity")
     cells = [dict(meta[t["name"]], **{k: by_name[t["name"]][k] for k in keys
                                       if k in by_name[t["name"]]}) for t in trials]
     agg = aggregate(cells)
@@ -165,4 +178,5 @@ def run_compare(cfg: RunConfig, out: Path) -> dict:
                                                  indent=1))
     (out / "table.md").write_text(markdown_table(agg))
     log.info("compare:\n%s", markdown_table(agg))
-    return {n: round(a["macro_exact_match"]["mean"], 4) for n, a in agg.items()}
+    return {n: {m: round(a[f"macro_{m}"]["mean"], 4) for m in ("exact_match", "token_accuracy")
+                if a[f"macro_{m}"]} for n, a in agg.items()}

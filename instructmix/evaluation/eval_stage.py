@@ -22,27 +22,28 @@ log = logging.getLogger("instructmix")
 
 
 def summarise(scored: list[dict], rows: list[dict] | None = None) -> dict:
-    """Per-category n / exact match / mean loss / token accuracy and macro means. With the
-    eval `rows` (carrying `meta`), also `by_depth` / `by_complexity` (see
-    `depth.chain_scores`) when the eval set has sequential or complexity rows."""
+    """Per-category n / exact match (and what it compared with: `reference` = answer,
+    response or both) / mean loss / token accuracy, and their macro means. With the eval
+    `rows` (carrying `meta`), also `by_depth` / `by_complexity` (see `depth.chain_scores`)
+    when the eval set has sequential or complexity rows."""
     by_cat: dict[str, list[dict]] = defaultdict(list)
     for r in scored:
         by_cat[r["category"]].append(r)
     per_category = {}
     for cat, cat_rows in sorted(by_cat.items()):
-        judged = [r["correct"] for r in cat_rows if r["correct"] is not None]
+        judged = [r for r in cat_rows if r["correct"] is not None]
+        refs = sorted({r.get("reference") or "answer" for r in judged})
         per_category[cat] = {
             "n": len(cat_rows),
-            "exact_match": sum(judged) / len(judged) if judged else None,
+            "exact_match": sum(r["correct"] for r in judged) / len(judged) if judged else None,
+            "reference": "+".join(refs) or None,
             "loss": sum(r["loss"] for r in cat_rows) / len(cat_rows),
             "token_accuracy": sum(r["token_accuracy"] for r in cat_rows) / len(cat_rows),
         }
-    ems = [v["exact_match"] for v in per_category.values() if v["exact_match"] is not None]
-    out = {
-        "per_category": per_category,
-        "macro_exact_match": sum(ems) / len(ems) if ems else None,
-        "macro_loss": sum(v["loss"] for v in per_category.values()) / max(1, len(per_category)),
-    }
+    out = {"per_category": per_category}
+    for metric in ("exact_match", "loss", "token_accuracy"):
+        values = [v[metric] for v in per_category.values() if v[metric] is not None]
+        out[f"macro_{metric}"] = sum(values) / len(values) if values else None
     if rows is not None:
         out.update({k: v for k, v in chain_scores(rows, scored).items() if v})
     return out
@@ -156,10 +157,8 @@ def run_eval(cfg: RunConfig, out: Path) -> dict:
     if judge is not None:
         results["seqeval"] = run_seqeval(cfg, model_dir, out, judge)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    log.info("eval: macro exact match %s, macro loss %.3f", results["macro_exact_match"],
-             results["macro_loss"])
-    summary = {"macro_exact_match": results["macro_exact_match"],
-               "macro_loss": results["macro_loss"]}
+    summary = {k: results[f"macro_{k}"] for k in ("exact_match", "token_accuracy", "loss")}
+    log.info("eval: macro %s", summary)
     if "seqeval" in results:
         summary["seqeval_following_rate"] = results["seqeval"]["following_rate"]
     return summary

@@ -159,11 +159,14 @@ def _pool_html(stats, path) -> str:
     cats = sorted(per_cat)
     ev = stats.get("eval", {}) or {}
     return "".join([
-        table(["read", "accepted", "rejected", "counts add up", "categories by k-means"],
+        table(["read", "accepted", "rejected", "blank lines", "counts add up",
+               "categories by k-means"],
               [[stats.get("read"), stats.get("accepted"), stats.get("rejected"),
-                stats.get("counts_add_up"), stats.get("categories_assigned_by_kmeans")]]),
+                stats.get("blank_lines"), stats.get("counts_add_up"),
+                stats.get("categories_assigned_by_kmeans")]]),
         cap("read = rows read from the sources; accepted = rows kept in the training pool; "
-            "rejected = rows dropped (reasons below); counts add up = read == accepted + "
+            "rejected = rows dropped (reasons below, every row in pool/rejected.jsonl); blank "
+            "lines = empty lines of JSONL files (not rows); counts add up = read == accepted + "
             "rejected; categories by k-means = rows without a category that got a k-means "
             "cluster label."),
         svg_bars(cats, [per_cat[c].get("items") for c in cats], "Pool items per category", None, 0),
@@ -184,16 +187,21 @@ def _eval_html(by_strategy: dict[str, dict], preds, res_path, pred_path) -> str:
     if not by_strategy:
         return na(res_path)
     parts = [cap("exact match = share of held-out items whose greedy generation equals the "
-                 "answer after whitespace normalisation (n/a: no reference answers). loss = "
-                 "mean per-token cross-entropy of the reference response (lower is better). "
-                 "macro = unweighted mean over categories."),
+                 "reference after whitespace normalisation: the row's answer, or its reference "
+                 "response when it has none. token accuracy = share of the reference response's "
+                 "tokens (and eos) that are the model's argmax, teacher-forced. loss = mean "
+                 "per-token cross-entropy of the reference response (lower is better). macro = "
+                 "unweighted mean over categories."),
              "<h3>Exact match per category</h3>", score_table(by_strategy, "exact_match"),
+             "<h3>Token accuracy per category</h3>", score_table(by_strategy, "token_accuracy"),
              "<h3>Eval loss per category</h3>", score_table(by_strategy, "loss")]
     for name, res in by_strategy.items():
         pc = res.get("per_category", {})
         cats = sorted(pc)
         parts.append(svg_bars(cats, [pc[c].get("exact_match") for c in cats],
                               f"Exact match per category ({name})", vmax=1.0))
+        parts.append(svg_bars(cats, [pc[c].get("token_accuracy") for c in cats],
+                              f"Token accuracy per category ({name})", vmax=1.0))
         parts.append(svg_bars(cats, [pc[c].get("loss") for c in cats],
                               f"Eval loss per category ({name})"))
     parts.append("<h3>Example predictions</h3>")

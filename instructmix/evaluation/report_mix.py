@@ -136,11 +136,12 @@ def compare_html(compare: dict, cost: dict | None, train_tokens) -> str:
 
     agg = compare["strategies"]
     names = list(agg)
-    cats = sorted(next(iter(agg.values()))["exact_match"]) if agg else []
+    cats = sorted({c for a in agg.values() for c in a["counts"]})
     rows = table_rows(agg)
     counts = [[c] + [agg[n]["counts"].get(c, 0) for n in names] for c in cats]
     seeds = next(iter(agg.values()))["seeds"] if agg else []
-    out = [cap(f"exact match per category, mean ± std over seeds {seeds}; every arm selects "
+    out = [cap(f"exact match, then token accuracy, per category, mean ± std over seeds {seeds}; "
+               "every arm selects "
                "the same budget from the same pool and trains the same model with the same "
                "loop and settings (augmented arms: the selection rewritten, token-matched to "
                "it, with the batch scaled to the same steps); following rate = chains with "

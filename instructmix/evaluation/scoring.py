@@ -1,5 +1,9 @@
 """Per-row scores of a causal LM: greedy-generation exact match, response loss and response
-token accuracy (teacher-forced: share of response tokens, eos included, that are the argmax)."""
+token accuracy (teacher-forced: share of response tokens, eos included, that are the argmax).
+
+Exact match compares the normalised prediction with the row's `answer`, or, for rows without
+one (plain Alpaca or chat eval sets), with its reference response; `reference` says which.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,13 @@ from instructmix.training.collate import IGNORE, as_messages, collate
 
 def normalise(text: str) -> str:
     return " ".join(text.strip().split())
+
+
+def reference_of(answer: str, messages: list[dict]) -> tuple[str, str]:
+    """(which reference, its text): the explicit answer, else the last assistant turn."""
+    if answer.strip():
+        return "answer", answer
+    return "response", messages[-1]["content"] if messages else ""
 
 
 def load(model_dir: str, device: str = "cpu", threads: int = 1):
@@ -52,7 +63,8 @@ def generate(model, tok, messages: list[list[dict]], max_new_tokens: int) -> lis
 
 def score_rows(model_dir: str, rows: list[dict], batch_size: int, max_new_tokens: int,
                max_len: int, device: str = "cpu") -> list[dict]:
-    """rows: {id, category, messages, answer} -> {id, category, loss, prediction, correct}."""
+    """rows: {id, category, messages, answer} -> {id, category, loss, token_accuracy,
+    prediction, correct, reference}."""
     model, tok = load(model_dir, device)
     return score_model(model, tok, rows, batch_size, max_new_tokens, max_len)
 
@@ -67,10 +79,11 @@ def score_model(model, tok, rows: list[dict], batch_size: int, max_new_tokens: i
         losses, accuracies = response_scores(model, tok, msgs, max_len)
         preds = generate(model, tok, msgs, max_new_tokens) if generate_answers else [None] * len(
             chunk)
-        for r, loss, acc, pred in zip(chunk, losses, accuracies, preds, strict=True):
-            answer = r.get("answer") or ""
-            correct = (normalise(pred) == normalise(answer)) if answer and pred is not None \
+        for r, m, loss, acc, pred in zip(chunk, msgs, losses, accuracies, preds, strict=True):
+            reference, target = reference_of(r.get("answer") or "", m)
+            correct = (normalise(pred) == normalise(target)) if target and pred is not None \
                 else None
             out.append({"id": r["id"], "category": r["category"], "loss": loss,
-                        "token_accuracy": acc, "prediction": pred, "correct": correct})
+                        "token_accuracy": acc, "prediction": pred, "correct": correct,
+                        "reference": reference if correct is not None else None})
     return out
