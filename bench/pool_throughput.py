@@ -25,14 +25,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from instructmix.runtime import prepare  # noqa: E402
+
+prepare()
 from instructmix.cluster import ensure_ray  # noqa: E402
-from instructmix.config import RunConfig  # noqa: E402
+from instructmix.config import RunConfig, TestbedConfig  # noqa: E402
 from instructmix.data.embed import TextEncoder, embed_in_length_order  # noqa: E402
 from instructmix.data.pool import run_pool  # noqa: E402
 from instructmix.data.schema import RowError, prompt_text, to_canonical  # noqa: E402
 from instructmix.data.testbed import generate  # noqa: E402
+from instructmix.layout import RunLayout  # noqa: E402
 
 NIV2 = Path(__file__).resolve().parents[2] / "shared/data/niv2/niv2_definitions_pos_example.jsonl"
 
@@ -47,7 +50,7 @@ def rows_for(source: str, n: int) -> list[dict]:
                  "output": r["output"], "id": f"r{k}"} for k, r in
                 enumerate(rows * (n // len(rows) + 1))][:n]
         return rows
-    train, _ = generate(0, n // 9 + 1, 1)
+    train, _ = generate(0, TestbedConfig(items_per_category=n // 9 + 1, eval_per_category=1))
     return [{"instruction": r["messages"][0]["content"], "input": "",
              "output": r["answer"], "id": r["id"]} for r in train[:n]]
 
@@ -79,10 +82,8 @@ def plain_loop(src: Path, batch: int, out: Path) -> float:
 def ray_stage(src: Path, batch: int, tmp: Path) -> float:
     cfg = RunConfig.model_validate({"run_dir": str(tmp / "run"), "pool": {
         "sources": [{"path": str(src), "format": "alpaca"}], "embed_batch_size": batch}})
-    out = tmp / "run" / "pool"
-    out.mkdir(parents=True)
     t0 = time.perf_counter()
-    run_pool(cfg, out)
+    run_pool(cfg, RunLayout(tmp / "run", "pool"))
     return time.perf_counter() - t0
 
 

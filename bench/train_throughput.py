@@ -22,13 +22,16 @@ import pyarrow.parquet as pq
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from instructmix.config import load_config  # noqa: E402
+from instructmix.layout import RunLayout  # noqa: E402
 from instructmix.pipeline import run_all  # noqa: E402
+from instructmix.runtime import prepare  # noqa: E402
 from instructmix.training.collate import as_messages, collate  # noqa: E402
-from instructmix.training.model_factory import model_path  # noqa: E402
-from instructmix.training.train_stage import trainer_for  # noqa: E402
+from instructmix.training.loop import HISTORY  # noqa: E402
+from instructmix.training.train_stage import fit_and_release, trainer_for  # noqa: E402
+
+prepare()
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,17 +69,17 @@ def main() -> None:
                                     "select.strategy=iid", "select.curriculum=none",
                                     "compare.strategies=[]"])  # throughput needs no probes
     run_all(cfg, stop_after="select")  # pool, model and selection (skipped when present)
-    model_dir = model_path(cfg.run_dir)
-    train_file = Path(cfg.run_dir) / "select" / "train.parquet"
+    run = RunLayout(cfg.run_dir)
+    model_dir, train_file = run.model_path(), run.train_rows("plain")
     global_batch = cfg.train.micro_batch_size * cfg.train.num_workers
 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = trainer_for(cfg, model_dir, train_file, Path(tmp), "bench")
         t0 = time.perf_counter()
-        result = trainer.fit()
+        result = fit_and_release(trainer)
         wall = time.perf_counter() - t0
         with result.checkpoint.as_directory() as d:
-            history = json.loads(Path(d, "history.json").read_text())["history"]
+            history = json.loads(Path(d, HISTORY).read_text())["history"]
     steady = history[-1]["tokens_per_s"]
     rows = pq.read_table(train_file, columns=["messages"]).column("messages").to_pylist()
     plain = plain_loop(model_dir, rows, args.steps, global_batch, cfg)

@@ -1,11 +1,12 @@
 """Stage order, run directory, fingerprints and resume.
 
-Each stage writes into `run_dir/<stage>/`. A stage's fingerprint hashes the config
-sections it reads plus the fingerprints of the stages it reads from. On success it writes
-`_DONE.json` (fingerprint, seconds, summary); a re-run with the same fingerprint skips it.
-A stage that started but did not finish (`_STARTED.json` with the same fingerprint) keeps
-its folder so it can resume (training resumes from its last checkpoint); a stage whose
-fingerprint changed is cleared and run afresh.
+Each stage writes into `run_dir/<stage>/` through a `RunLayout` (instructmix.layout). A
+stage's fingerprint hashes the config sections it reads plus the fingerprints of the
+stages it reads from. On success it writes a done marker (fingerprint, seconds, summary);
+a re-run with the same fingerprint skips it. A stage that started but did not finish (a
+started marker with the same fingerprint) keeps its folder so it can resume (training
+resumes from its last checkpoint); a stage whose fingerprint changed is cleared and run
+afresh.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from instructmix.config import RunConfig
+from instructmix.layout import RUN, RunLayout
 
 log = logging.getLogger("instructmix")
 
@@ -30,7 +31,7 @@ class Stage:
     name: str
     reads: tuple[str, ...]  # stages whose artifacts it reads
     sections: tuple[str, ...]  # config sections that change its output
-    run: Callable[[RunConfig, Path], dict]  # (config, stage dir) -> summary
+    run: Callable[[RunConfig, RunLayout], dict]  # (config, its layout) -> summary
     needs_ray: bool = True
     extra: Callable[[RunConfig], dict] | None = None  # more fingerprint inputs
 
@@ -64,12 +65,12 @@ def _compare_inputs(cfg: RunConfig) -> dict:
             "augment": _augmentation(cfg) if augmented else None}
 
 
-def _lazy(module: str, name: str) -> Callable[[RunConfig, Path], dict]:
+def _lazy(module: str, name: str) -> Callable[[RunConfig, RunLayout], dict]:
     """A stage function imported only when the stage runs (keeps `--help` and config
     errors fast, before torch/Ray are imported)."""
 
-    def run(cfg: RunConfig, out: Path) -> dict:
-        return getattr(importlib.import_module(module), name)(cfg, out)
+    def run(cfg: RunConfig, layout: RunLayout) -> dict:
+        return getattr(importlib.import_module(module), name)(cfg, layout)
 
     return run
 
@@ -79,7 +80,7 @@ STAGES: list[Stage] = [
     Stage("model", ("pool",), ("seed", "model"),
           _lazy("instructmix.training.model_factory", "run_model"), needs_ray=False),
     Stage("probe", ("pool", "model"), ("seed", "probes"),
-          _lazy("instructmix.probes.probe_stage", "run_probes"), extra=_probe_inputs),
+          _lazy("instructmix.experiments.probe_stage", "run_probes"), extra=_probe_inputs),
     Stage("select", ("pool", "probe"), ("seed", "select"),
           _lazy("instructmix.selectors.select_stage", "run_select"), needs_ray=False),
     Stage("augment", ("model", "select"), ("seed",),
@@ -89,9 +90,9 @@ STAGES: list[Stage] = [
     Stage("eval", ("train", "pool"), ("eval",),
           _lazy("instructmix.evaluation.eval_stage", "run_eval")),
     Stage("compare", ("pool", "model", "probe"), ("seed", "select", "train", "compare"),
-          _lazy("instructmix.evaluation.compare", "run_compare"), extra=_compare_inputs),
+          _lazy("instructmix.experiments.compare", "run_compare"), extra=_compare_inputs),
     Stage("report", ("pool", "probe", "select", "augment", "train", "eval", "compare"), (),
-          _lazy("instructmix.evaluation.report", "run_report"), needs_ray=False),
+          _lazy("instructmix.report", "run_report"), needs_ray=False),
 ]
 BY_NAME = {s.name: s for s in STAGES}
 
@@ -100,56 +101,57 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _done(run_dir: Path, name: str) -> dict | None:
-    marker = run_dir / name / "_DONE.json"
-    return json.loads(marker.read_text()) if marker.is_file() else None
-
-
-def fingerprint(cfg: RunConfig, stage: Stage, run_dir: Path) -> str:
+def fingerprint(cfg: RunConfig, stage: Stage, layout: RunLayout) -> str:
     data = cfg.model_dump(mode="json")
     parts = {s: data[s] for s in stage.sections}
     if stage.extra is not None:
         parts["extra"] = stage.extra(cfg)
     for dep in stage.reads:
-        done = _done(run_dir, dep)
+        done = layout.read_marker(dep, "done")
         if done is None:
             raise RuntimeError(f"stage {stage.name!r} needs stage {dep!r} to have finished "
-                               f"in {run_dir}; run it first (instructmix {dep} CONFIG)")
+                               f"in {layout.root}; run it first (instructmix {dep} CONFIG)")
         parts[f"stage:{dep}"] = done["fingerprint"]
     return _hash(parts)
 
 
-def run_stage(cfg: RunConfig, stage: Stage, force: bool = False) -> dict:
-    run_dir = Path(cfg.run_dir)
-    out = run_dir / stage.name
-    fp = fingerprint(cfg, stage, run_dir)
-    done = _done(run_dir, stage.name)
-    if done and done["fingerprint"] == fp and not force:
-        log.info("[%s] up to date (fingerprint %s): skipped", stage.name, fp)
-        return dict(done, skipped=True)
-    started = out / "_STARTED.json"
-    resumable = started.is_file() and json.loads(started.read_text())["fingerprint"] == fp
+def _prepare_dir(layout: RunLayout, name: str, fp: str, force: bool) -> bool:
+    """Clear the stage folder unless it holds a resumable attempt; True when resuming."""
+    out = layout.stage_dir(name)
+    started = layout.read_marker(name, "started")
+    resumable = started is not None and started["fingerprint"] == fp
     if out.exists() and (force or not resumable):
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "_DONE.json").unlink(missing_ok=True)
-    started.write_text(json.dumps({"fingerprint": fp}))
+    layout.marker_path(name, "done").unlink(missing_ok=True)
+    layout.write_marker(name, "started", {"fingerprint": fp})
+    return resumable and not force
+
+
+def run_stage(cfg: RunConfig, stage: Stage, force: bool = False) -> dict:
+    layout = RunLayout(cfg.run_dir, stage.name)
+    fp = fingerprint(cfg, stage, layout)
+    done = layout.read_marker(stage.name, "done")
+    if done and done["fingerprint"] == fp and not force:
+        log.info("[%s] up to date (fingerprint %s): skipped", stage.name, fp)
+        return dict(done, skipped=True)
+    resuming = _prepare_dir(layout, stage.name, fp, force)
     if stage.needs_ray:
         from instructmix.cluster import ensure_ray
 
         ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.dashboard)
-    log.info("[%s] running%s -> %s", stage.name, " (resuming)" if resumable else "", out)
+    log.info("[%s] running%s -> %s", stage.name, " (resuming)" if resuming else "",
+             layout.stage_dir(stage.name))
     t0 = time.time()
-    summary = stage.run(cfg, out)
+    summary = stage.run(cfg, layout)
     record = {"fingerprint": fp, "seconds": round(time.time() - t0, 1), "summary": summary}
-    (out / "_DONE.json").write_text(json.dumps(record, indent=2, default=str))
+    layout.write_marker(stage.name, "done", record)
     log.info("[%s] done in %.1f s: %s", stage.name, record["seconds"], summary)
     return record
 
 
 def run_all(cfg: RunConfig, stop_after: str | None = None) -> dict:
-    Path(cfg.run_dir).mkdir(parents=True, exist_ok=True)
-    (Path(cfg.run_dir) / "config.json").write_text(cfg.model_dump_json(indent=2))
+    RunLayout(cfg.run_dir).write_text(RUN.config, cfg.model_dump_json(indent=2))
     results = {}
     for stage in STAGES:
         results[stage.name] = run_stage(cfg, stage)

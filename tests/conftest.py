@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from instructmix import runtime
+
+runtime.prepare()
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -23,6 +24,17 @@ def ray_local():
     ensure_ray(num_cpus=2)
     yield ray
     ray.shutdown()
+
+
+def rows_of_testbed(seed: int, items: int, evals: int, **testbed_section):
+    """Testbed (train, eval) rows from plain arguments. `evals` may be 0 here (a run needs
+    an eval set, so the config section refuses 0; the generator does not need one)."""
+    from instructmix.config import TestbedConfig
+    from instructmix.data.testbed import generate
+
+    tb = TestbedConfig.model_validate(dict(testbed_section, items_per_category=items,
+                                           eval_per_category=max(evals, 1)))
+    return generate(seed, tb.model_copy(update={"eval_per_category": evals}))
 
 
 def tiny_config(run_dir: Path, **sections):
@@ -46,6 +58,26 @@ def tiny_config(run_dir: Path, **sections):
 
 
 def pytest_collection_modifyitems(items):
-    """The `ray job submit` test runs first: its teardown (`ray stop --force`) stops every
-    Ray instance on the machine, which would take the session's in-process Ray with it."""
-    items.sort(key=lambda item: "test_job_submit" not in item.nodeid)
+    """Tiers by marker: `slow` as marked; `integration` for tests on the local Ray instance;
+    `unit` for the rest (no Ray: the `unit_without_ray` fixture checks)."""
+    for item in items:
+        if item.get_closest_marker("slow"):
+            continue
+        if "ray_local" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(autouse=True)
+def unit_without_ray(request):
+    """A unit test that starts Ray is mis-tiered: it must ask for `ray_local`."""
+    if not request.node.get_closest_marker("unit"):
+        yield
+        return
+    import sys
+
+    before = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    yield
+    after = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    assert before or not after, "this test started Ray: request the ray_local fixture"

@@ -5,8 +5,7 @@ import json
 import pytest
 
 from instructmix.pipeline import run_all
-
-from .conftest import tiny_config
+from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -42,9 +41,11 @@ def test_alpaca_pool_and_eval_set_end_to_end(ray_local, tmp_path):
     """A user's data through config alone: sharded Alpaca files without ids as one named
     source, an Alpaca eval set without answers; exact match is scored against the reference
     responses and token accuracy reaches every table."""
+    from instructmix.config import TestbedConfig
     from instructmix.data.testbed import generate
 
-    train, evals = generate(0, 30, 4, categories=["reverse", "upper", "add"])
+    train, evals = generate(0, TestbedConfig(items_per_category=30, eval_per_category=4,
+                                             categories=["reverse", "upper", "add"]))
     data = tmp_path / "data"
     data.mkdir()
 

@@ -1,1 +1,1 @@
-"""Data augmentation: Tree-Instruct complexity and SIT sequential chains (METHODS.md §3, §4)."""
+"""Data augmentation: Tree-Instruct complexity and SIT sequential chains."""

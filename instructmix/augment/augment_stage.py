@@ -1,15 +1,15 @@
 """Augment stage: the selection's SIT, Tree-Instruct or control version, token-matched.
 
-Reads `select/train.parquet` (the selection in training order). For `augment.train_on` in
+Reads `SELECT.train` (the selection in training order). For `augment.train_on` in
 sit | tree | control it rewrites every selected row through the configured backend, then
 keeps a seeded subset of the produced items whose tokens add up to at most the selection's
-tokens (augmented items are longer: fewer of them fit). Writes
-- `items.parquet`: every produced item (origin_id, kind, mode, depth, chain, complexity,
+tokens (augmented items are longer: fewer of them fit). Writes (see `AUGMENT`)
+- items: every produced item (origin_id, kind, mode, depth, chain, complexity,
   n_tokens) and whether token matching kept it;
-- `rejected.jsonl`: every row the backend could not augment (origin_id, kind, step, reason,
+- rejected: every row the backend could not augment (origin_id, kind, step, reason,
   raw output) — rows in = items + rejected, checked;
-- `train.parquet`: what the train stage trains on, in the selection's order;
-- `stats.json`: counts, reasons, tokens before and after matching, depths and modes.
+- train: what the train stage trains on, in the selection's order;
+- stats: counts, reasons, tokens before and after matching, depths and modes.
 `train_on: plain` skips the stage (the train stage reads the selection itself).
 Token counts use the pool's counter (`pool.tokenizer`, else the embedder's tokenizer), so
 they are in the same units as the pool's `n_tokens` and the select budget.
@@ -17,36 +17,31 @@ they are in the same units as the pool's `n_tokens` and the select budget.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from instructmix.config import RunConfig
+from instructmix.layout import AUGMENT, RUN, SELECT, RunLayout
 
 log = logging.getLogger("instructmix")
 
 
-def make_rewriter(cfg: RunConfig):
+def make_rewriter(cfg: RunConfig, run: RunLayout):
     """The rule rewriter (testbed, exact) or an LLM rewriter over an HF / HTTP generator."""
-    from instructmix.augment.base import GenParams
+    from instructmix.generation.base import GenParams
 
     g = cfg.augment.generator
     if g.backend == "rules":
         from instructmix.augment.rules import RuleRewriter
 
         return RuleRewriter(cfg.pool.testbed.sequential_ops, seed=cfg.seed)
-    from instructmix.augment.generators import make_generator
     from instructmix.augment.llm_rewriter import LLMRewriter
-    from instructmix.training.model_factory import model_path
-
-    run_dir = Path(cfg.run_dir)
-    gen = make_generator(g, model_path(run_dir), run_dir / "cache")
+    from instructmix.generation.factory import make_generator
+    gen = make_generator(g, run.model_path(), run.path(RUN.cache))
     return LLMRewriter(gen, GenParams(g.max_new_tokens, g.temperature))
 
 
@@ -110,43 +105,42 @@ def stats_of(rows: list[dict], kept: list[dict], items: list[dict], rejects: lis
     }
 
 
-def augment_selection(cfg: RunConfig, rows: list[dict], kind: str, seed: int, out: Path,
-                      tools: dict | None = None) -> dict:
-    """Augment `rows` (a selection, in training order) and write items.parquet,
-    rejected.jsonl, stats.json and train.parquet into `out`; returns the stats. `tools`
-    keeps the rewriter and token counter between calls (compare cells)."""
-    tools = {} if tools is None else tools
-    if not tools:
-        tools.update(rewriter=make_rewriter(cfg), count=token_counter(cfg))
-    out.mkdir(parents=True, exist_ok=True)
+def augment_tools(cfg: RunConfig, run: RunLayout) -> dict:
+    """The rewriter and token counter, made once and kept between calls (compare cells)."""
+    return {"rewriter": make_rewriter(cfg, run), "count": token_counter(cfg)}
+
+
+def augment_selection(cfg: RunConfig, rows: list[dict], kind: str, seed: int, out: RunLayout,
+                      tools: dict) -> dict:
+    """Augment `rows` (a selection, in training order) and write the `AUGMENT` artifacts
+    through `out` (the augment stage's layout, or a compare cell's); returns the stats."""
     target = int(sum(int(r["n_tokens"]) for r in rows))
     kept, items, rejects = augment_rows(rows, kind, cfg, tools["rewriter"], tools["count"],
                                         seed, target)
     stats = dict(stats_of(rows, kept, items, rejects), kind=kind,
                  backend=cfg.augment.generator.backend)
-    with open(out / "rejected.jsonl", "w") as f:
-        for r in rejects:
-            f.write(json.dumps(r, default=str) + "\n")
-    (out / "stats.json").write_text(json.dumps(stats, indent=1))
+    out.write_jsonl(AUGMENT.rejected, rejects)
+    out.write_json(AUGMENT.stats, stats)
     if not kept:
         raise ValueError(f"augment: no {kind} item was produced from {len(rows)} rows; reasons: "
-                         f"{stats['rejected_by_reason']} (every row in {out / 'rejected.jsonl'})")
-    pq.write_table(pa.Table.from_pylist(items), out / "items.parquet")
-    pq.write_table(pa.Table.from_pylist(kept), out / "train.parquet")
+                         f"{stats['rejected_by_reason']} (every row in "
+                         f"{out.path(AUGMENT.rejected)})")
+    out.write_table(AUGMENT.items, pa.Table.from_pylist(items))
+    out.write_table(AUGMENT.train, pa.Table.from_pylist(kept))
     log.info("augment (%s): %d rows -> %d items (%d rejected); %d items, %d tokens kept to "
              "match the selection's %d tokens", kind, len(rows), len(items), len(rejects),
              len(kept), stats["matched_tokens"], target)
     return stats
 
 
-def run_augment(cfg: RunConfig, out: Path) -> dict:
+def run_augment(cfg: RunConfig, layout: RunLayout) -> dict:
     kind = cfg.augment.train_on
     if kind == "plain":
-        (out / "skipped.json").write_text(json.dumps({"reason": "augment.train_on is plain"}))
+        layout.write_json(AUGMENT.skipped, {"reason": "augment.train_on is plain"})
         return {"skipped": "augment.train_on is plain: the train stage reads the selection"}
-    rows = pq.read_table(Path(cfg.run_dir) / "select" / "train.parquet").to_pylist()
+    rows = layout.read_table(SELECT.train).to_pylist()
     log.info("augment: %s on %d selected rows with the %s backend", kind, len(rows),
              cfg.augment.generator.backend)
-    stats = augment_selection(cfg, rows, kind, cfg.seed, out)
+    stats = augment_selection(cfg, rows, kind, cfg.seed, layout, augment_tools(cfg, layout))
     return {k: stats[k] for k in ("rows_in", "items", "rejected", "matched_items",
                                   "matched_tokens", "selection_tokens")}

@@ -2,9 +2,8 @@
 
 Every method sends ONE batched `Generator.complete` call for all of its inputs and parses
 the replies strictly: a reply that does not fit (a first word that is not a mode, an empty
-rewrite, a rewrite that only repeats its input or drops most of it, a judge verdict whose
-first word is not YES/NO) becomes a `Reject` with the reason and the raw text. A `Reject`
-from the generator passes through.
+rewrite, a rewrite that only repeats its input or drops most of it) becomes a `Reject`
+with the reason and the raw text. A `Reject` from the generator passes through.
 """
 
 from __future__ import annotations
@@ -12,8 +11,16 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from instructmix.augment.base import SIT_MODES, Generator, GenParams, Reject
-from instructmix.augment.complexity import complexity_score, content_words
+from instructmix.data.complexity import complexity_score, content_words
+from instructmix.generation.base import (
+    SIT_MODES,
+    Generator,
+    GenParams,
+    Reject,
+    ask,
+    first_word,
+    short,
+)
 
 # Every prompt puts the text it works on first, between tags, and its directions last: a
 # task given as data is itself an instruction, and small models otherwise carry it out.
@@ -46,16 +53,8 @@ TREE_PROMPT = _TASK + (
     "write the task that the grown tree describes, as one fluent request. Do not mention "
     "trees or nodes and do not answer the task; write only the new task."
 )
-JUDGE_PROMPT = (
-    "Below are a request, between <request> tags, and a response to it, between "
-    "<response> tags.\n\n<request>\n{instruction}\n</request>\n\n<response>\n{response}"
-    "\n</response>\n\nThe request may contain several sub-tasks. Does the response carry "
-    "out EVERY sub-task (quality does not matter, only whether each one was attempted)? "
-    "Answer YES or NO only."
-)
 _FENCE = re.compile(r"^```[\w-]*\n(.*?)\n?```$", re.S)
 _LABEL = re.compile(r"^\**(?:rewritten|new|revised) (?:task|instruction)\**\s*:\s*", re.I)
-_FIRST_WORD = re.compile(r"[^A-Za-z]*([A-Za-z]+)")
 #: A SIT or Tree-Instruct rewrite must keep at least this share of the input's distinct
 #: content words (the prompts ask to keep every detail): a reply that answers the task, or
 #: starts another one, instead of rewriting it keeps few of them.
@@ -66,12 +65,6 @@ def _norm(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def _first_word(raw: str) -> str:
-    """The reply's first alphabetic word, lower-cased ("- Decompose: ..." -> "decompose")."""
-    m = _FIRST_WORD.match(raw)
-    return m.group(1).lower() if m else ""
-
-
 def _clean(raw: str) -> str:
     """The reply without a code fence, a leading "New task:"-style label, or quotes."""
     text = raw.strip()
@@ -80,20 +73,15 @@ def _clean(raw: str) -> str:
     return _LABEL.sub("", text, count=1).strip().strip('"').strip()
 
 
-#: New tokens at most of a mode choice or a judge verdict, whatever `max_new_tokens` says.
-SHORT_TOKENS = 8
-
-
 class LLMRewriter:
     """`Rewriter` over a `Generator`. `params`: generation settings of rewrites
     (`rewrite_sit`, `add_nodes`) and answers (`respond`); these always reject a completion
     cut at max_new_tokens (reject_truncated=True): a truncated text never becomes training
     data.
 
-    The mode choice (`choose_modes`) and the judge (`judge_following`) only parse the first
-    word of the reply, so they cap the output at SHORT_TOKENS (8) new tokens WHATEVER
-    `params.max_new_tokens` says (a larger value is ignored, a smaller one kept) and keep a
-    reply cut at that cap (reject_truncated=False)."""
+    The mode choice (`choose_modes`) only parses the first word of the reply, so it asks
+    with `generation.base.short(params)`: at most SHORT_TOKENS (8) new tokens, a reply cut
+    at that cap kept."""
 
     exact = False
 
@@ -101,8 +89,7 @@ class LLMRewriter:
         self.generator = generator
         self.params = replace(params or GenParams(), reject_truncated=True)
         self.name = f"llm:{getattr(generator, 'name', 'generator')}"
-        self._short = replace(self.params, reject_truncated=False,
-                              max_new_tokens=min(self.params.max_new_tokens, SHORT_TOKENS))
+        self._short = short(self.params)
 
     @staticmethod
     def canonical(instruction: str, category: str) -> str:
@@ -113,19 +100,13 @@ class LLMRewriter:
         return instruction
 
     def _ask(self, user_texts: list[str], params: GenParams) -> list[str | Reject]:
-        if not user_texts:
-            return []
-        prompts = [[{"role": "user", "content": t}] for t in user_texts]
-        out = self.generator.complete(prompts, params)
-        if len(out) != len(prompts):
-            raise RuntimeError(f"{self.name}: {len(out)} completions for {len(prompts)} prompts")
-        return out
+        return ask(self.generator, user_texts, params)
 
     def choose_modes(self, instructions: list[str]) -> list[str | Reject]:
         raws = self._ask([MODE_PROMPT.format(instruction=i) for i in instructions], self._short)
         out: list[str | Reject] = []
         for raw in raws:
-            word = raw if isinstance(raw, Reject) else _first_word(raw)
+            word = raw if isinstance(raw, Reject) else first_word(raw)
             if isinstance(word, str) and word not in SIT_MODES:
                 word = Reject(f"llm: mode reply is not one of {'/'.join(SIT_MODES)}", raw)
             out.append(word)
@@ -174,21 +155,6 @@ class LLMRewriter:
             if isinstance(raw, str) and not raw.strip():
                 raw = Reject("llm: empty response", raw)
             out.append(raw if isinstance(raw, Reject) else raw.strip())
-        return out
-
-    def judge_following(self, instructions: list[str], responses: list[str]) -> list:
-        """SeqEval following: True if the response attempts every sub-task."""
-        texts = [JUDGE_PROMPT.format(instruction=i, response=r)
-                 for i, r in zip(instructions, responses, strict=True)]
-        out: list[bool | Reject] = []
-        verdicts = {"YES": True, "NO": False}
-        for raw in self._ask(texts, self._short):
-            if isinstance(raw, Reject):
-                out.append(raw)
-            else:
-                verdict = verdicts.get(_first_word(raw).upper())
-                out.append(Reject("llm: judge answer is not YES or NO", raw)
-                           if verdict is None else verdict)
         return out
 
     def complexity(self, instruction: str) -> float:

@@ -1,6 +1,6 @@
 """The testbed's exact rewriter: the `Rewriter` operations done by parsing, not by a model.
 
-Testbed instruction syntax (see `instructmix.data.testbed`):
+Testbed instruction syntax (defined in `instructmix.grammar`):
 - single task  `reverse: w`, `sort: w`, or a composite head `reverse upper: w` (ops applied
   left to right, only the final result answered);
 - chain        `reverse then upper: w` (one step per sub-task, every step answered, joined
@@ -18,68 +18,21 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
 
-from instructmix.augment.base import Reject
-from instructmix.data.testbed import OPS, apply_chain
+from instructmix.generation.base import Reject
+from instructmix.grammar import (
+    OPS,
+    STEP_SEP,
+    Parsed,
+    apply_chain,
+    parse,
+    render_chain,
+    render_tree,
+)
 
 #: Categories whose instruction is not a string operation from `OPS`.
 UNCHAINABLE = ("sort_desc", "add", "double", "parity", "noise")
-STEP_SEP = " | "
 _TAG = re.compile(r"^\[(\w+)\] (.*)$", re.S)
-_CALL = re.compile(r"^(\w+)\((.*)\)$", re.S)
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """A parsed instruction: `steps` = sub-tasks, each a list of ops (applied in order);
-    `form` is single / chain / tree; `text` is the input string the ops act on."""
-
-    form: str
-    steps: tuple[tuple[str, ...], ...]
-    text: str
-
-    @property
-    def ops(self) -> list[str]:
-        return [op for step in self.steps for op in step]
-
-
-def _head_ops(head: str) -> tuple[str, ...] | None:
-    ops = tuple(head.split())
-    return ops if ops and all(op in OPS for op in ops) else None
-
-
-def parse(instruction: str) -> Parsed | None:
-    """The testbed structure of an (untagged) instruction, or None if it is not one."""
-    head, sep, text = instruction.strip().partition(": ")
-    if not sep or not text.strip() or "\n" in instruction.strip():
-        return None
-    text = text.strip()
-    if head == "eval":
-        ops: list[str] = []
-        while (m := _CALL.match(text)) and m.group(1) in OPS:
-            ops.insert(0, m.group(1))
-            text = m.group(2)
-        if not ops or "(" in text or ")" in text:
-            return None
-        return Parsed("tree", (tuple(ops),), text)
-    steps = [_head_ops(part) for part in head.split(" then ")]
-    if any(s is None for s in steps):
-        return None
-    return Parsed("chain" if len(steps) > 1 else "single", tuple(steps), text)
-
-
-def render_chain(steps, text: str) -> str:
-    """Chain / single-task syntax: `a then b c: text`."""
-    return " then ".join(" ".join(step) for step in steps) + f": {text}"
-
-
-def render_tree(ops: list[str], text: str) -> str:
-    """`eval:` syntax with `ops[0]` innermost."""
-    expr = text
-    for op in ops:
-        expr = f"{op}({expr})"
-    return f"eval: {expr}"
 
 
 def _tagged_answer(category: str, rest: str) -> str | Reject:
@@ -221,7 +174,7 @@ class RuleRewriter:
     def complexity(self, instruction: str) -> float:
         """Exact node count: the number of ops (a tagged single task counts 1); text that
         is no testbed instruction gets the content-word proxy of `complexity_score`."""
-        from instructmix.augment.complexity import complexity_score  # imports this module
+        from instructmix.data.complexity import complexity_score  # imports this module
 
         if _TAG.match(instruction):
             return 1.0

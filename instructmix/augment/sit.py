@@ -1,4 +1,4 @@
-"""SIT: sequential instruction tuning (METHODS.md §4).
+"""SIT: sequential instruction tuning.
 
 `sit_augment`: per row a target depth (number of sub-tasks, 1..max_depth) is drawn; the
 rewriter then repeatedly picks a mode (decompose / prefix / suffix each add ONE sub-task,
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import random
 
-from instructmix.augment.base import Reject
 from instructmix.augment.tree_instruct import (
     canonical_of,
     check_counts,
@@ -27,6 +26,7 @@ from instructmix.augment.tree_instruct import (
     surface_of,
 )
 from instructmix.data.schema import meta_dict
+from instructmix.generation.base import Reject
 
 TRANSLATE_PROMPT = ("First translate the following text into English, then answer it.\n\n"
                     "{text}")

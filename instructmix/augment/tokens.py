@@ -1,5 +1,5 @@
 """Token-matched subsets: augmented data is longer, so compare methods at equal TOKENS
-(METHODS.md §3: at equal token budget a few complex items can beat many simple ones).
+(Tree-Instruct: at equal token budget a few complex items can beat many simple ones).
 
 `token_match` picks a seeded random subset whose token total is as close as possible to
 `target_tokens` without exceeding it: walk the items in a shuffled order and take each one

@@ -1,4 +1,4 @@
-"""Tree-Instruct (METHODS.md §3): grow each instruction by `nodes` tree nodes per round for
+"""Tree-Instruct: grow each instruction by `nodes` tree nodes per round for
 `rounds` rounds (6 nodes = 2 rounds of 3, round 2 rewriting round 1's output), filter every
 round, then regenerate the response. Also the item / reject helpers shared with `sit`.
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import re
 
-from instructmix.augment.base import Reject
 from instructmix.data.schema import meta_dict, prompt_text
+from instructmix.generation.base import Reject
 
 #: Testbed meta keys describing the instruction; stale once the instruction changes.
 STRUCTURE_KEYS = ("depth", "ops", "steps", "complexity")

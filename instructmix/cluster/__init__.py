@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
+from instructmix.runtime import worker_env
+
 log = logging.getLogger("instructmix")
 
 
@@ -15,15 +17,27 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboar
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    # Offline unless the user allows downloads (HF_HUB_OFFLINE=0), on every worker alike.
-    offline = os.environ.get("HF_HUB_OFFLINE", "1")
-    env = {"env_vars": {"HF_HUB_OFFLINE": offline, "TOKENIZERS_PARALLELISM": "false"}}
+    # Every worker gets the driver's runtime environment (offline flags, fault injection).
+    env = {"env_vars": worker_env()}
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=True)
     else:  # "local": a new instance, never a cluster that `ray start` left running
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
                  runtime_env=env)
+    quiet_progress()
     log.info("ray: %s CPUs, %s GPUs", cluster_cpus(), ray.cluster_resources().get("GPU", 0))
+
+
+def quiet_progress() -> None:
+    """No Ray Data progress bars: off a terminal they re-print every few seconds for as
+    long as the driver lives. Stages log their own progress lines instead."""
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
+    if hasattr(ctx, "enable_rich_progress_bars"):
+        ctx.enable_rich_progress_bars = False
 
 
 def cluster_cpus() -> int:

@@ -14,12 +14,39 @@ from pathlib import Path
 log = logging.getLogger("instructmix")
 
 
-def run_trials(name: str, trials: list[dict], trainable, storage: Path, cpus_per_trial: float,
+def _progress_callback(name: str, total: int):
+    """One log line per finished or failed trial (Tune's own reporter is off)."""
+    from ray.tune import Callback
+
+    class Progress(Callback):
+        def __init__(self):
+            self.finished = 0
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.finished += 1
+            log.info("%s: trial %s done (%d/%d)", name, _trial_name(trial.config),
+                     self.finished, total)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            log.warning("%s: trial %s failed (Tune retries it up to its max_failures)", name,
+                        _trial_name(trial.config))
+
+    return Progress()
+
+
+def _trial_name(config: dict | None) -> str:
+    return str((config or {}).get("trial", {}).get("name", "?"))
+
+
+def run_trials(name: str, trials: list, trainable, storage: Path, cpus_per_trial: float,
                max_concurrent: int | None, max_failures: int) -> tuple[list[dict], list[dict]]:
-    """(metrics of finished trials, failures [{trial, error, path}])."""
+    """Run one Tune trial per spec of `trials` (each with `to_dict()`: the trainable gets
+    it as `config["trial"]`); returns (metrics of finished trials, failures
+    [{trial, error, path}])."""
     import ray
     from ray import tune
 
+    trials = [t.to_dict() for t in trials]
     fn = tune.with_resources(trainable, {"cpu": cpus_per_trial})
     path = storage / name
     if max_concurrent is None:
@@ -34,6 +61,7 @@ def run_trials(name: str, trials: list[dict], trainable, storage: Path, cpus_per
             run_config=tune.RunConfig(name=name, storage_path=str(storage.resolve()),
                                       failure_config=tune.FailureConfig(
                                           max_failures=max_failures),
+                                      callbacks=[_progress_callback(name, len(trials))],
                                       verbose=0))
     log.info("%s: %d trials, %d at a time", name, len(trials), max_concurrent)
     grid = tuner.fit()

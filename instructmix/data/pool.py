@@ -1,6 +1,6 @@
 """Pool stage on Ray Data: read -> validate/quarantine -> dedupe ids -> embed + count tokens
 -> assign categories -> Parquet shards, rejected rows and stats. Each row also gets a
-`complexity` score (`augment.complexity`: exact node count on the testbed, a content-word
+`complexity` score (`data.complexity`: exact node count on the testbed, a content-word
 proxy on real text).
 
 Accounting: every row read ends in exactly one of `pool/shards` (or `pool/eval`) or
@@ -12,148 +12,24 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from instructmix.augment.complexity import complexity_score
 from instructmix.cluster import cluster_cpus
-from instructmix.config import RunConfig, SourceConfig
+from instructmix.config import RunConfig
 from instructmix.data import testbed
 from instructmix.data.embed import EmbedBatch
-from instructmix.data.schema import RowError, fallback_id, prompt_text, to_canonical
+from instructmix.data.read import parse_batch, read_records, source_items
+from instructmix.layout import POOL, RunLayout
 
 log = logging.getLogger("instructmix")
-RAW_KEEP = 500  # characters of a rejected row kept for the report
-
-
-def list_files(path: str) -> list[str]:
-    p = Path(path).expanduser().resolve()
-    if p.is_file():
-        return [str(p)]
-    if p.is_dir():
-        files = sorted(
-            str(f) for f in p.rglob("*") if f.suffix in (".jsonl", ".json", ".parquet")
-        )
-        if files:
-            return files
-        raise FileNotFoundError(f"pool source {path}: no .jsonl/.json/.parquet files inside")
-    raise FileNotFoundError(f"pool source not found: {path}")
-
-
-def _is_json_array(path: str) -> bool:
-    """A .json file holding one array of rows (else it is read as JSON lines)."""
-    with open(path, "rb") as f:
-        head = f.read(4096).lstrip()
-    if not head.startswith(b"["):
-        return False
-    try:
-        with open(path, "rb") as f:
-            return isinstance(json.load(f), list)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return False
-
-
-def read_records(item: dict) -> list[dict]:
-    """One file -> raw records (bytes) with their origin; runs as a Ray task per file."""
-    path, limit = item["path"], item["limit"]
-    out = []
-    if path.endswith(".parquet"):
-        for k, row in enumerate(pq.read_table(path).to_pylist()):
-            if limit and k >= limit:
-                break
-            raw = json.dumps(row, default=str).encode()
-            out.append({"origin": f"{path}:row{k + 1}", "raw": raw})
-    elif path.endswith(".json") and _is_json_array(path):
-        with open(path, "rb") as f:
-            rows = json.load(f)
-        for k, row in enumerate(rows[:limit] if limit else rows):
-            out.append({"origin": f"{path}:item{k + 1}", "raw": json.dumps(row).encode()})
-    else:
-        with open(path, "rb") as f:
-            for k, line in enumerate(f):
-                if limit and k >= limit:
-                    break
-                out.append({"origin": f"{path}:{k + 1}", "raw": line.rstrip(b"\r\n")})
-    for k, rec in enumerate(out):
-        rec.update(source=item["source"], fmt=item["fmt"], mapping=item["mapping"],
-                   order=item["file_index"] * 10**10 + k)
-    return out
-
-
-def parse_batch(batch: dict, max_chars: int) -> dict:
-    """Raw records -> canonical columns plus `error` ('' when accepted)."""
-    cols = {k: [] for k in ("id", "category", "messages_json", "answer", "source", "meta",
-                            "origin", "order", "error", "kind", "blank", "raw_text",
-                            "prompt_text", "response_text", "complexity")}
-    n = len(batch["origin"])
-    for k in range(n):
-        raw, origin = batch["raw"][k], str(batch["origin"][k])
-        fmt, source = str(batch["fmt"][k]), str(batch["source"][k])
-        mapping = json.loads(batch["mapping"][k])
-        row, error, kind, text = None, "", "", ""
-        try:
-            text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-        except UnicodeDecodeError as e:
-            error, kind = f"not valid UTF-8 (byte {e.start})", "not valid UTF-8"
-            text = raw.decode("utf-8", errors="replace")
-        blank = not error and not text.strip()
-        if not error and not blank:
-            try:
-                row = to_canonical(json.loads(text), fmt, mapping, source,
-                                   fallback_id(source, origin))
-                if len(text) > max_chars:
-                    raise RowError("too long", f"row of {len(text)} characters is longer "
-                                   f"than pool.max_chars={max_chars}")
-            except json.JSONDecodeError as e:
-                error, kind = f"malformed JSON: {e.msg} at column {e.colno}", "malformed JSON"
-            except RowError as e:
-                error, kind = str(e), e.kind
-        row = row or {"id": "", "category": "", "messages": [], "answer": "", "meta": ""}
-        cols["id"].append(row["id"])
-        cols["category"].append(row["category"])
-        cols["messages_json"].append(json.dumps(row["messages"]))
-        cols["answer"].append(row["answer"])
-        cols["source"].append(source)
-        cols["meta"].append(row["meta"])
-        cols["origin"].append(origin)
-        cols["order"].append(int(batch["order"][k]))
-        cols["error"].append(error)
-        cols["kind"].append(kind)
-        cols["blank"].append(blank)
-        cols["raw_text"].append(text[:RAW_KEEP] if error else "")
-        prompt = prompt_text(row["messages"]) if row["messages"] else ""
-        cols["prompt_text"].append(prompt)
-        cols["complexity"].append(complexity_score(prompt, row["meta"]) if prompt else 0.0)
-        cols["response_text"].append(row["messages"][-1]["content"] if row["messages"] else "")
-    numeric = ("order", "complexity", "blank")
-    return {k: np.array(v) if k in numeric else np.array(v, dtype=object)
-            for k, v in cols.items()}
-
-
-def _source_items(sources: list[SourceConfig], offset: int) -> list[dict]:
-    items = []
-    for s in sources:
-        if s.format == "mapping" and not s.mapping:
-            raise ValueError(f"pool source {s.path}: format 'mapping' needs a mapping")
-        for f in list_files(s.path):
-            items.append({"path": f, "limit": s.limit or 0, "fmt": s.format,
-                          "mapping": json.dumps(s.mapping),
-                          "source": s.name or Path(f).stem, "file_index": offset + len(items)})
-    return items
 
 
 def _testbed_records(cfg: RunConfig) -> tuple[list[dict], list[dict]]:
-    tb = cfg.pool.testbed
-    train, evals = testbed.generate(cfg.seed, tb.items_per_category, tb.eval_per_category,
-                                    tb.categories, tb.sequential_per_depth, tb.complex_nodes,
-                                    tb.complex_per_level, tb.sequential_eval_per_depth,
-                                    tb.complex_eval_per_level, tb.sequential_ops)
+    train, evals = testbed.generate(cfg.seed, cfg.pool.testbed)
 
     def records(rows, file_index):
         return [{"origin": f"testbed:{r['id']}", "raw": json.dumps(r).encode(),
@@ -239,38 +115,17 @@ def _assign_categories(ds, k: int, seed: int):
     return ds.map_batches(assign, batch_format="numpy")
 
 
-def run_pool(cfg: RunConfig, out: Path) -> dict:
-    """Write pool/shards, pool/eval.parquet, pool/rejected.jsonl and pool/stats.json."""
+def _embed(cfg: RunConfig, parsed, duplicates: set[int], n_accepted: int):
+    """Accepted rows + embedding and token count, on an actor pool."""
     import ray.data
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     pc = cfg.pool
-    if pc.sources:
-        train_items = _source_items(pc.sources, 0)
-        eval_items = _source_items(pc.eval_sources, len(train_items))
-        train_recs = eval_recs = None
-    else:
-        train_items = eval_items = []
-        train_recs, eval_recs = _testbed_records(cfg)
-        (out / "ground_truth.json").write_text(json.dumps(testbed.ground_truth(), indent=2))
-    log.info("pool: reading %s", [i["path"] for i in train_items] or "the synthetic testbed")
-    t0 = time.time()
-    parsed = _read(cfg, train_items, train_recs)
-    index, blank_lines = _index(parsed)
-    duplicates = _mark_duplicates(index)
-    rejected = _rejected_rows(index)
-    n_read, n_accepted = len(index), int((index["error"] == "").sum())
-    if n_accepted == 0:
-        raise ValueError(f"pool: none of {n_read} rows was accepted; first reasons: "
-                         f"{[r['reason'] for r in rejected[:3]]}")
     actors = pc.embed_actors or cluster_cpus()
     # A few large batches per actor: every actor gets work, and each batch is embedded in
     # length order (less padding than small batches).
     per_batch = int(np.clip(n_accepted // (actors * 4) + 1, 256, 4096))
-    log.info("pool: read and validated %d rows in %.1f s; embedding %d with %d actors",
-             n_read, time.time() - t0, n_accepted, actors)
-    t0 = time.time()
-    embedded = (
+    log.info("pool: embedding %d rows with %d actors", n_accepted, actors)
+    return (
         parsed.map_batches(_keep_accepted, fn_kwargs={"drop": duplicates}, batch_format="numpy")
         .repartition(-(-n_accepted // per_batch))
         .map_batches(
@@ -281,59 +136,97 @@ def run_pool(cfg: RunConfig, out: Path) -> dict:
             batch_size=per_batch, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=0.5)
     )
+
+
+def _train_split(cfg: RunConfig, layout: RunLayout, items, records) -> dict:
+    """Read, validate, dedupe, embed and categorise the training pool; write its shards."""
+    t0 = time.time()
+    parsed = _read(cfg, items, records)
+    index, blank_lines = _index(parsed)
+    duplicates = _mark_duplicates(index)
+    rejected = _rejected_rows(index)
+    n_read, n_accepted = len(index), int((index["error"] == "").sum())
+    if n_accepted == 0:
+        raise ValueError(f"pool: none of {n_read} rows was accepted; first reasons: "
+                         f"{[r['reason'] for r in rejected[:3]]}")
+    log.info("pool: read and validated %d rows in %.1f s", n_read, time.time() - t0)
+    t0 = time.time()
+    embedded = _embed(cfg, parsed, duplicates, n_accepted)
     n_uncategorised = int(((index["error"] == "") & (index["category"] == "")).sum())
     if n_uncategorised:
-        embedded = _assign_categories(embedded.materialize(), pc.num_clusters, cfg.seed)
+        embedded = _assign_categories(embedded.materialize(), cfg.pool.num_clusters, cfg.seed)
     final = (embedded.map_batches(_finalise, batch_format="numpy")
              .drop_columns(["order"]).materialize())
     log.info("pool: embedded in %.1f s", time.time() - t0)
-    final.write_parquet(str(out / "shards"))
+    final.write_parquet(str(layout.writable(POOL.shards)))
+    table = final.select_columns(["category", "n_tokens", "source"]).to_pandas()
+    return {"read": n_read, "blank_lines": blank_lines, "accepted": n_accepted,
+            "rejected": rejected, "kmeans": n_uncategorised, "table": table}
 
-    n_eval_rejected = eval_blank = 0
-    eval_rows: list[dict] = []
-    if eval_items or eval_recs:
-        parsed_eval = _read(cfg, eval_items, eval_recs)
-        eval_index, eval_blank = _index(parsed_eval)
-        eval_dups = _mark_duplicates(eval_index)
-        eval_rej = _rejected_rows(eval_index)
-        n_eval_rejected = len(eval_rej)
-        rejected += [dict(r, split="eval") for r in eval_rej]
-        eval_rows = (parsed_eval.map_batches(_keep_accepted, fn_kwargs={"drop": eval_dups},
-                                             batch_format="numpy")
-                     .map_batches(_finalise, batch_format="numpy")
-                     .drop_columns(["order"]).take_all())
-    pq.write_table(pa.Table.from_pylist(eval_rows) if eval_rows else pa.table({}),
-                   out / "eval.parquet")
-    with open(out / "rejected.jsonl", "w") as f:
-        for r in rejected:
-            f.write(json.dumps(r, default=str) + "\n")
 
-    stats_table = final.select_columns(["category", "n_tokens", "source"]).to_pandas()
-    n_rejected = len(rejected) - n_eval_rejected
-    stats = {
-        "read": n_read,
-        "blank_lines": blank_lines,
-        "accepted": n_accepted,
+def _eval_split(cfg: RunConfig, layout: RunLayout, items, records) -> dict:
+    """Read and validate the eval set; write the accepted rows."""
+    rows: list[dict] = []
+    rejected: list[dict] = []
+    blank = 0
+    if items or records:
+        parsed = _read(cfg, items, records)
+        index, blank = _index(parsed)
+        dups = _mark_duplicates(index)
+        rejected = [dict(r, split="eval") for r in _rejected_rows(index)]
+        rows = (parsed.map_batches(_keep_accepted, fn_kwargs={"drop": dups},
+                                   batch_format="numpy")
+                .map_batches(_finalise, batch_format="numpy")
+                .drop_columns(["order"]).take_all())
+    layout.write_table(POOL.eval, pa.Table.from_pylist(rows) if rows else pa.table({}))
+    return {"rows": rows, "rejected": rejected, "blank_lines": blank}
+
+
+def _stats(train: dict, evals: dict) -> dict:
+    """Counts that add up, checked against the written shards."""
+    table, n_rejected = train["table"], len(train["rejected"])
+    n_eval_rejected = len(evals["rejected"])
+    return {
+        "read": train["read"],
+        "blank_lines": train["blank_lines"],
+        "accepted": train["accepted"],
         "rejected": n_rejected,
-        "counts_add_up": n_read == n_accepted + n_rejected == len(stats_table) + n_rejected,
-        "rejected_by_reason": dict(Counter(r["kind"] for r in rejected
-                                           if r.get("split") != "eval")),
-        "categories_assigned_by_kmeans": n_uncategorised,
+        "counts_add_up": train["read"] == train["accepted"] + n_rejected
+        == len(table) + n_rejected,
+        "rejected_by_reason": dict(Counter(r["kind"] for r in train["rejected"])),
+        "categories_assigned_by_kmeans": train["kmeans"],
         "per_category": {
             c: {"items": int(len(g)), "tokens": int(g["n_tokens"].sum())}
-            for c, g in sorted(stats_table.groupby("category"), key=lambda kv: kv[0])
+            for c, g in sorted(table.groupby("category"), key=lambda kv: kv[0])
         },
-        "per_source": {s: int(v) for s, v in stats_table["source"].value_counts().items()},
-        "eval": {"read": len(eval_rows) + n_eval_rejected, "blank_lines": eval_blank,
-                 "accepted": len(eval_rows), "rejected": n_eval_rejected,
-                 "rejected_by_reason": dict(Counter(r["kind"] for r in rejected
-                                                    if r.get("split") == "eval")),
-                 "per_category": dict(Counter(r["category"] for r in eval_rows))},
+        "per_source": {s: int(v) for s, v in table["source"].value_counts().items()},
+        "eval": {"read": len(evals["rows"]) + n_eval_rejected,
+                 "blank_lines": evals["blank_lines"],
+                 "accepted": len(evals["rows"]), "rejected": n_eval_rejected,
+                 "rejected_by_reason": dict(Counter(r["kind"] for r in evals["rejected"])),
+                 "per_category": dict(Counter(r["category"] for r in evals["rows"]))},
     }
+
+
+def run_pool(cfg: RunConfig, layout: RunLayout) -> dict:
+    """Write the pool's shards, eval rows, rejected rows and stats (see `POOL`)."""
+    pc = cfg.pool
+    if pc.sources:
+        train_items = source_items(pc.sources, 0)
+        eval_items = source_items(pc.eval_sources, len(train_items))
+        train_recs = eval_recs = None
+    else:
+        train_items = eval_items = []
+        train_recs, eval_recs = _testbed_records(cfg)
+        layout.write_json(POOL.ground_truth, testbed.ground_truth(), indent=2)
+    log.info("pool: reading %s", [i["path"] for i in train_items] or "the synthetic testbed")
+    train = _train_split(cfg, layout, train_items, train_recs)
+    evals = _eval_split(cfg, layout, eval_items, eval_recs)
+    layout.write_jsonl(POOL.rejected, train["rejected"] + evals["rejected"])
+    stats = _stats(train, evals)
     if not stats["counts_add_up"]:
         raise RuntimeError(f"pool accounting does not add up: {stats}")
-    (out / "stats.json").write_text(json.dumps(stats, indent=2))
-    log.info("pool: read %d, accepted %d, rejected %d (%s)", n_read, n_accepted, n_rejected,
-             stats["rejected_by_reason"])
+    layout.write_json(POOL.stats, stats, indent=2)
+    log.info("pool: read %d, accepted %d, rejected %d (%s)", stats["read"], stats["accepted"],
+             stats["rejected"], stats["rejected_by_reason"])
     return {k: stats[k] for k in ("read", "accepted", "rejected")}
-

@@ -18,8 +18,8 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from instructmix.augment.base import Reject
 from instructmix.data.schema import meta_dict
+from instructmix.generation.base import Reject
 
 MAX_DEPTH = 8
 

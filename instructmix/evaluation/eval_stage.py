@@ -1,52 +1,21 @@
 """Eval stage: per-category exact match (greedy) and response loss on the held-out sets,
-scored by Ray tasks in parallel chunks. Writes `eval/results.json` and
-`eval/predictions.jsonl`; with testbed chains, scores by sequential depth and complexity
-(`depth.chain_scores`); with `eval.seqeval`, answers the SeqEval prompts with the trained
-model, has `eval.judge` judge them and writes `eval/seqeval.jsonl`."""
+scored by Ray tasks in parallel chunks. Writes `EVAL.results` and `EVAL.predictions`; with
+testbed chains, scores by sequential depth and complexity (`depth.chain_scores`); with
+`eval.seqeval`, answers the SeqEval prompts with the trained model, has `eval.judge` judge
+them and writes `EVAL.seqeval`."""
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import defaultdict
-from pathlib import Path
 
-import pyarrow.parquet as pq
-
-from instructmix.augment.base import Reject
 from instructmix.cluster import cluster_cpus
 from instructmix.config import RunConfig
-from instructmix.evaluation.depth import chain_scores, judge_seqeval, load_seqeval
+from instructmix.evaluation.depth import judge_seqeval, load_seqeval
+from instructmix.evaluation.summary import summarise
+from instructmix.generation.base import Reject
+from instructmix.layout import EVAL, POOL, RUN, TRAIN, RunLayout
 
 log = logging.getLogger("instructmix")
-
-
-def summarise(scored: list[dict], rows: list[dict] | None = None) -> dict:
-    """Per-category n / exact match (and what it compared with: `reference` = answer,
-    response or both) / mean loss / token accuracy, and their macro means. With the eval
-    `rows` (carrying `meta`), also `by_depth` / `by_complexity` (see `depth.chain_scores`)
-    when the eval set has sequential or complexity rows."""
-    by_cat: dict[str, list[dict]] = defaultdict(list)
-    for r in scored:
-        by_cat[r["category"]].append(r)
-    per_category = {}
-    for cat, cat_rows in sorted(by_cat.items()):
-        judged = [r for r in cat_rows if r["correct"] is not None]
-        refs = sorted({r.get("reference") or "answer" for r in judged})
-        per_category[cat] = {
-            "n": len(cat_rows),
-            "exact_match": sum(r["correct"] for r in judged) / len(judged) if judged else None,
-            "reference": "+".join(refs) or None,
-            "loss": sum(r["loss"] for r in cat_rows) / len(cat_rows),
-            "token_accuracy": sum(r["token_accuracy"] for r in cat_rows) / len(cat_rows),
-        }
-    out = {"per_category": per_category}
-    for metric in ("exact_match", "loss", "token_accuracy"):
-        values = [v[metric] for v in per_category.values() if v[metric] is not None]
-        out[f"macro_{metric}"] = sum(values) / len(values) if values else None
-    if rows is not None:
-        out.update({k: v for k, v in chain_scores(rows, scored).items() if v})
-    return out
 
 
 def evaluate(model_dir: str, rows: list[dict], cfg: RunConfig) -> list[dict]:
@@ -70,17 +39,15 @@ def evaluate(model_dir: str, rows: list[dict], cfg: RunConfig) -> list[dict]:
     return [r for part in ray.get(refs) for r in part]
 
 
-def make_judge(cfg: RunConfig):
-    """The SeqEval judge: an `LLMRewriter` over the generator `eval.judge` names."""
-    from instructmix.augment.base import GenParams
-    from instructmix.augment.generators import make_generator
-    from instructmix.augment.llm_rewriter import LLMRewriter
-    from instructmix.training.model_factory import model_path
-
+def make_judge(cfg: RunConfig, layout: RunLayout):
+    """The SeqEval judge over the generator `eval.judge` names."""
+    from instructmix.evaluation.judge import LLMJudge
+    from instructmix.generation.base import GenParams
+    from instructmix.generation.factory import make_generator
     jc = cfg.eval.judge
-    gen = make_generator(jc, model_path(cfg.run_dir), Path(cfg.run_dir) / "cache",
+    gen = make_generator(jc, layout.model_path(), layout.path(RUN.cache),
                          section="eval.judge")  # outside eval/: kept when eval re-runs
-    return LLMRewriter(gen, GenParams(max_new_tokens=jc.max_new_tokens,
+    return LLMJudge(gen, GenParams(max_new_tokens=jc.max_new_tokens,
                                       temperature=jc.temperature))
 
 
@@ -106,7 +73,7 @@ def context_rejects(model_dir: str, rows: list[dict], max_new_tokens: int) -> di
     return out
 
 
-def run_seqeval(cfg: RunConfig, model_dir: str, out: Path, judge) -> dict:
+def run_seqeval(cfg: RunConfig, model_dir: str, layout: RunLayout, judge) -> dict:
     """Answer the SeqEval prompts with the trained model (the same Ray scoring tasks as the
     held-out set: greedy, eval.max_new_tokens), judge the responses, write `seqeval.jsonl`
     (id, prompt, depth, response, verdict, reject_reason) and return the summary of
@@ -126,37 +93,32 @@ def run_seqeval(cfg: RunConfig, model_dir: str, out: Path, judge) -> dict:
     if todo:
         answers.update((r["id"], r["prediction"]) for r in evaluate(model_dir, todo, cfg))
     res = judge_seqeval(items, [answers[i["id"]] for i in items], judge)
-    with open(out / "seqeval.jsonl", "w") as f:
-        for r in res.pop("records"):
-            f.write(json.dumps(r) + "\n")
+    layout.write_jsonl(EVAL.seqeval, res.pop("records"))
     res["file"] = str(cfg.eval.seqeval)
     return res
 
 
-def run_eval(cfg: RunConfig, out: Path) -> dict:
-    run_dir = Path(cfg.run_dir)
+def run_eval(cfg: RunConfig, layout: RunLayout) -> dict:
     judge = None
     if cfg.eval.seqeval:
         if cfg.eval.judge is None:
             raise ValueError("eval.judge: eval.seqeval is set but no judge is configured "
                              "(set eval.judge.backend to 'hf' or 'http')")
         load_seqeval(cfg.eval.seqeval, cfg.eval.seqeval_limit)  # fail before any scoring
-        judge = make_judge(cfg)
-    table = pq.read_table(run_dir / "pool" / "eval.parquet")
+        judge = make_judge(cfg, layout)
+    table = layout.read_table(POOL.eval)
     if table.num_rows == 0:
         raise ValueError("eval: no held-out rows (pool.eval_sources is empty or all rejected)")
     cols = [c for c in ("id", "category", "messages", "answer", "meta") if c in table.column_names]
     rows = table.select(cols).to_pylist()
     log.info("eval: scoring %d held-out rows", len(rows))
-    model_dir = str(run_dir / "train" / "model")
+    model_dir = str(layout.path(TRAIN.model))
     scored = evaluate(model_dir, rows, cfg)
-    with open(out / "predictions.jsonl", "w") as f:
-        for r in scored:
-            f.write(json.dumps(r) + "\n")
+    layout.write_jsonl(EVAL.predictions, scored)
     results = summarise(scored, rows)
     if judge is not None:
-        results["seqeval"] = run_seqeval(cfg, model_dir, out, judge)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+        results["seqeval"] = run_seqeval(cfg, model_dir, layout, judge)
+    layout.write_json(EVAL.results, results, indent=2)
     summary = {k: results[f"macro_{k}"] for k in ("exact_match", "token_accuracy", "loss")}
     log.info("eval: macro %s", summary)
     if "seqeval" in results:

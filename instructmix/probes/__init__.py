@@ -1,1 +1,1 @@
-"""Probe analysis: interaction matrix and dependency DAG (METHODS.md section 1)."""
+"""Probe analysis: interaction matrix and dependency DAG (Beyond IID)."""

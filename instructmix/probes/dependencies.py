@@ -1,4 +1,4 @@
-"""Dependency DAG over categories from the asymmetry of Γ (Beyond IID, METHODS.md §1.4).
+"""Dependency DAG over categories from the asymmetry of Γ (Beyond IID).
 
 Rule: edge j → i ("j is a prerequisite of i") when
   (1) γ_ij > threshold (training on j clearly helps i),

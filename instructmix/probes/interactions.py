@@ -1,4 +1,4 @@
-"""Interaction matrix Γ from probe results (Beyond IID, METHODS.md §1.2).
+"""Interaction matrix Γ from probe results (Beyond IID).
 
 Intervention (`estimate_gamma`): per seed a base probe M0 (D0) and one probe M_j per category
 (D0 + n items of j); Δ_ij = s_i(M_j) − s_i(M0) paired by seed, averaged; γ_ij = Δ_ij / Δ_ii.

@@ -1,4 +1,4 @@
-"""Dependency curriculum in three soft phases (Beyond IID DT-CSFT, METHODS.md §1.4).
+"""Dependency curriculum in three soft phases (Beyond IID DT-CSFT).
 
 The order is three consecutive phases of (about) equal size (sizes differ by at most one;
 earlier phases get the extra items). Each phase draws its items from the pool without

@@ -1,4 +1,4 @@
-"""EE-CPO: choose how many items of each category to train on (Beyond IID, METHODS.md §1.3).
+"""EE-CPO: choose how many items of each category to train on (Beyond IID).
 
 Maximise sum_i alpha_i sum_j gamma_ij x_j = sum_j w_j x_j, w = gamma^T alpha (linear), over
 counts x_j in [floor_j, available_j], integer (MILP) or continuous (LP). Constraints, by
@@ -127,6 +127,28 @@ def _check(p: MixtureProblem, lo, hi, unit, cur) -> None:
             f"{_num(allowed / 2)}; sum |x - current| >= {_num(box + gap)} > {_num(allowed)})")
 
 
+def _trust_region(m, p: MixtureProblem, x: list, cur, unit: np.ndarray, b: float,
+                  tokens: bool) -> float:
+    """|x - current| (in budget units) within 2 x trust_region x budget; returns the bound."""
+    rhs = 2.0 * (p.trust_region or 0.0) * b
+    if cur is None:
+        return rhs
+    c = len(x)
+    d = [m.add_var(name=f"d_{j}", lb=0.0) for j in range(c)]
+    for j in range(c):
+        m.add_constr(d[j] >= x[j] - float(cur[j]), name=f"tr_pos_{j}")
+        m.add_constr(d[j] >= float(cur[j]) - x[j], name=f"tr_neg_{j}")
+        base = float(np.floor(cur[j]))
+        if p.integer and (f := float(cur[j]) - base) > _TOL:
+            m.add_constr(d[j] >= f + (1 - 2 * f) * (x[j] - base), name=f"tr_hull_{j}")
+    if p.integer and not tokens and np.allclose(cur, np.round(cur)):
+        rhs = np.floor(rhs + _TOL)
+        rhs -= (rhs - (b - np.round(cur).sum())) % 2  # parity cut
+    m.add_constr(mip.xsum(float(unit[j]) * d[j] for j in range(c)) <= rhs,
+                 name="trust_region")
+    return rhs
+
+
 def solve_mixture(p: MixtureProblem) -> MixtureResult:
     """Solve EE-CPO with CBC (single thread); raise InfeasibleMixture naming the conflict."""
     t0, c, gamma = time.perf_counter(), len(p.categories), np.asarray(p.gamma, dtype=float)
@@ -157,20 +179,7 @@ def solve_mixture(p: MixtureProblem) -> MixtureResult:
         m.add_constr(used >= b - float(unit.max()), name="budget_use")
     else:
         m.add_constr(used == b, name="budget")
-    rhs = 2.0 * (p.trust_region or 0.0) * b
-    if cur is not None:
-        d = [m.add_var(name=f"d_{j}", lb=0.0) for j in range(c)]
-        for j in range(c):
-            m.add_constr(d[j] >= x[j] - float(cur[j]), name=f"tr_pos_{j}")
-            m.add_constr(d[j] >= float(cur[j]) - x[j], name=f"tr_neg_{j}")
-            base = float(np.floor(cur[j]))
-            if p.integer and (f := float(cur[j]) - base) > _TOL:
-                m.add_constr(d[j] >= f + (1 - 2 * f) * (x[j] - base), name=f"tr_hull_{j}")
-        if p.integer and not tokens and np.allclose(cur, np.round(cur)):
-            rhs = np.floor(rhs + _TOL)
-            rhs -= (rhs - (b - np.round(cur).sum())) % 2  # parity cut
-        m.add_constr(mip.xsum(float(unit[j]) * d[j] for j in range(c)) <= rhs,
-                     name="trust_region")
+    rhs = _trust_region(m, p, x, cur, unit, b, tokens)
     with _quiet_stdout() if _LIBC is not None else nullcontext():
         if p.integer and (start := _dive_start(m, x)) is not None:
             m.start = start

@@ -17,12 +17,11 @@ with the category's mean tokens per item (so the token total is met on average).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
+from instructmix.layout import PROBE, Artifact, RunLayout
 from instructmix.selectors.curriculum import dependency_curriculum, shuffled
 from instructmix.selectors.iid import iid_order
 from instructmix.selectors.mixture import (
@@ -74,20 +73,20 @@ def _alpha(sc, names: list[str], available: np.ndarray) -> np.ndarray:
     return a / a.sum()
 
 
-def _load(probe_dir: Path, name: str) -> dict:
-    path = probe_dir / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: this strategy needs the probe stage "
-                                "(it was skipped or has not run)")
-    return json.loads(path.read_text())
+def _load(run: RunLayout, art: Artifact) -> dict:
+    if not run.exists(art):
+        raise FileNotFoundError(f"{run.path(art)} is missing: this strategy needs the probe "
+                                "stage (it was skipped or has not run)")
+    return run.read_json(art)
 
 
-def milp_counts(sc, names, available, tokens, budget_items, probe_dir) -> tuple[np.ndarray, dict]:
-    inter = _load(probe_dir, "interactions.json")
+def milp_counts(sc, names, available, tokens, budget_items, run) -> tuple[np.ndarray, dict]:
+    inter = _load(run, PROBE.interactions)
     idx = [inter["categories"].index(c) if c in inter["categories"] else -1 for c in names]
     if min(idx) < 0:
         missing = [c for c, i in zip(names, idx, strict=True) if i < 0]
-        raise ValueError(f"interactions.json has no estimate for categories {missing}")
+        raise ValueError(f"the probe stage's interactions have no estimate for categories "
+                         f"{missing}")
 
     def mat(key):
         m = np.array([[np.nan if v is None else v for v in row] for row in inter[key]], float)
@@ -128,8 +127,8 @@ def milp_counts(sc, names, available, tokens, budget_items, probe_dir) -> tuple[
                                         strict=True)), "notes": notes}
 
 
-def regmix_counts(sc, names, available, budget_items, probe_dir, seed) -> tuple[np.ndarray, dict]:
-    fit = _load(probe_dir, "regression_shares.json")
+def regmix_counts(sc, names, available, budget_items, run, seed) -> tuple[np.ndarray, dict]:
+    fit = _load(run, PROBE.regression)
     idx = [fit["categories"].index(c) for c in names]
     beta = np.array(fit["beta"], dtype=float)[np.ix_(idx, idx)]
     alpha = _alpha(sc, names, available)
@@ -147,7 +146,7 @@ def regmix_counts(sc, names, available, budget_items, probe_dir, seed) -> tuple[
 
 
 def choose(strategy: str, curriculum: str, cats: np.ndarray, n_tokens: np.ndarray,
-           usable: np.ndarray, sc, probe_dir: Path, seed: int) -> Choice:
+           usable: np.ndarray, sc, run: RunLayout, seed: int) -> Choice:
     """Pick and order rows of the pool (`usable` rows only)."""
     names = sorted(set(cats[usable]))
     available = np.array([int(((cats == c) & usable).sum()) for c in names])
@@ -163,10 +162,10 @@ def choose(strategy: str, curriculum: str, cats: np.ndarray, n_tokens: np.ndarra
         if strategy == "proportional":
             counts = largest_remainder(available, budget_items, available)
         elif strategy == "regmix":
-            counts, extra = regmix_counts(sc, names, available, budget_items, probe_dir, seed)
+            counts, extra = regmix_counts(sc, names, available, budget_items, run, seed)
             info.update(extra)
         elif strategy == "milp":
-            counts, extra = milp_counts(sc, names, available, tokens, budget_items, probe_dir)
+            counts, extra = milp_counts(sc, names, available, tokens, budget_items, run)
             info.update(extra)
         else:
             raise ValueError(f"unknown strategy {strategy!r}")
@@ -177,7 +176,7 @@ def choose(strategy: str, curriculum: str, cats: np.ndarray, n_tokens: np.ndarra
     info["counts"] = {c: per_cat.get(c, 0) for c in names}
     info["available"] = dict(zip(names, available.tolist(), strict=True))
     if curriculum == "dependency":
-        tiers = _load(probe_dir, "dependencies.json")["tiers"]
+        tiers = _load(run, PROBE.dependencies)["tiers"]
         perm = dependency_curriculum(list(cats[picked]), tiers, sc.curriculum_bias, seed)
         info["tiers"] = tiers
     else:

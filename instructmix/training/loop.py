@@ -1,4 +1,5 @@
-"""The one SFT loop, run by every Ray Train worker (DeepSpeed ZeRO or plain torch).
+"""The one SFT loop, run by every Ray Train worker (DeepSpeed ZeRO or plain torch) and, in
+one process, by every probe and compare trial.
 
 Data order: every worker reads the whole (ordered) selection and takes its slice of each
 global batch (rank r gets rows [r*B, (r+1)*B) of global batch t), so the global order the
@@ -8,118 +9,20 @@ incomplete global batch of an epoch is dropped.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-HISTORY = "history.json"
+from instructmix.cluster import quiet_progress
+from instructmix.config import TrainConfig
+from instructmix.runtime import FAIL_AT_STEP
+from instructmix.training.engine import Engine
+
+HISTORY = "train_state.json"  # inside checkpoints and the export: history, resumes, batch ids
 FINAL = "final.json"
-
-
-def lr_lambda(warmup: int, total: int):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return f
-
-
-def deepspeed_config(tc: dict) -> dict:
-    return {
-        "train_micro_batch_size_per_gpu": tc["micro_batch_size"],
-        "gradient_accumulation_steps": 1,
-        "gradient_clipping": 1.0,
-        "optimizer": {"type": "AdamW", "params": {"lr": tc["lr"], "torch_adam": True,
-                                                  "weight_decay": tc["weight_decay"]}},
-        "zero_optimization": {"stage": tc["zero_stage"]},
-        "bf16": {"enabled": tc["precision"] == "bf16"},
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
-
-
-class Engine:
-    """forward/backward/step, checkpoint and export for DeepSpeed or plain torch."""
-
-    def __init__(self, model, tc: dict, total_steps: int, world: int):
-        import torch
-
-        self.tc, self.deepspeed = tc, tc["deepspeed"]
-        schedule = lr_lambda(tc["warmup_steps"], total_steps)
-        if self.deepspeed:
-            import deepspeed
-
-            self.model, _, _, self.sched = deepspeed.initialize(
-                model=model, model_parameters=model.parameters(), config=deepspeed_config(tc),
-                lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule))
-        else:
-            import ray.train.torch
-
-            self.model = ray.train.torch.prepare_model(model) if world > 1 else model
-            self.opt = torch.optim.AdamW(self.model.parameters(), lr=tc["lr"],
-                                         weight_decay=tc["weight_decay"])
-            self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule)
-        self.torch = torch
-
-    def step(self, batch) -> float:
-        if self.deepspeed:
-            loss = self.model(**batch).loss
-            self.model.backward(loss)
-            self.model.step()
-        else:
-            loss = self.model(**batch).loss
-            loss.backward()
-            self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-            self.opt.step()
-            self.sched.step()
-            self.opt.zero_grad(set_to_none=True)
-        return float(loss.detach())
-
-    def lr(self) -> float:
-        return float(self.sched.get_last_lr()[0])
-
-    def save(self, path: str, step: int, rank: int) -> None:
-        if self.deepspeed:
-            self.model.save_checkpoint(path, tag="ckpt", client_state={"step": step})
-        elif rank == 0:
-            self.torch.save({"model": self._module().state_dict(), "opt": self.opt.state_dict(),
-                             "sched": self.sched.state_dict(), "step": step},
-                            os.path.join(path, "plain.pt"))
-
-    def load(self, path: str) -> int:
-        if self.deepspeed:
-            _, state = self.model.load_checkpoint(path, tag="ckpt")
-            return int(state["step"])
-        state = self.torch.load(os.path.join(path, "plain.pt"), weights_only=False)
-        self._module().load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.sched.load_state_dict(state["sched"])
-        return int(state["step"])
-
-    def _module(self):
-        return getattr(self.model, "module", self.model)
-
-    def export(self, path: str, rank: int, tokenizer) -> None:
-        """HF safetensors in fp32 on rank 0; ZeRO-3 first gathers the partitioned weights."""
-        module = self._module()
-        gather = contextlib.nullcontext()
-        if self.deepspeed and self.tc["zero_stage"] == 3:
-            import deepspeed
-
-            gather = deepspeed.zero.GatheredParameters(list(module.parameters()),
-                                                       modifier_rank=None)
-        with gather:
-            state = {k: v.detach().float().clone() for k, v in module.state_dict().items()}
-        if rank == 0:
-            module.config.torch_dtype = "float32"
-            module.save_pretrained(path, state_dict=state)
-            tokenizer.save_pretrained(path)
 
 
 def _sum_over_workers(values: list[float], world: int) -> list[float]:
@@ -186,13 +89,24 @@ class InProcessContext:
         pass
 
 
-def train_loop(config: dict) -> None:
-    """Per-worker entry point for TorchTrainer: trains, then exports the HF model."""
-    import ray.data
+@dataclass(frozen=True)
+class LoopSpec:
+    """What one SFT run needs: the model to start from, the train section, the seed, the
+    number of rows in the ordered training set, and (testing) a step to fail after once."""
 
-    ray.data.DataContext.get_current().enable_progress_bars = False
+    model_path: str
+    train: TrainConfig
+    seed: int
+    rows: int
+    fail_at_step: int | None = None
+
+
+def train_loop(config: dict) -> None:
+    """Per-worker entry point for TorchTrainer (`config["spec"]`: a LoopSpec): trains, then
+    exports the HF model."""
+    quiet_progress()
     ctx = RayTrainContext()
-    result = sft(config, ctx)
+    result = sft(config["spec"], ctx)
     if result is None:
         return  # finished before an interruption; the export is already reported
     engine, tokenizer, state = result
@@ -206,72 +120,107 @@ def train_loop(config: dict) -> None:
                    d if ctx.rank == 0 else None)
 
 
-def sft(config: dict, ctx):
-    """The SFT loop. `config`: model_path, train (TrainConfig dict), seed, rows (selection
-    size). Returns (engine, tokenizer, state), or None when a checkpoint says it finished."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _total_steps(spec: LoopSpec, world: int) -> tuple[int, int]:
+    """(steps per epoch, total steps)."""
+    tc = spec.train
+    steps_per_epoch = spec.rows // (tc.micro_batch_size * world)
+    if steps_per_epoch == 0:
+        raise ValueError(f"selection of {spec.rows} rows is smaller than one global "
+                         f"batch ({tc.micro_batch_size} x {world} workers)")
+    total = steps_per_epoch * tc.epochs
+    return steps_per_epoch, min(total, tc.max_steps) if tc.max_steps else total
 
+
+def _resume(ctx, engine, state: dict) -> tuple[int, dict] | None:
+    """(step, state) from the latest checkpoint; None when it says training finished."""
+    ckpt = ctx.latest_checkpoint()
+    if not ckpt:
+        return 0, state
+    with ckpt.as_directory() as d:
+        if os.path.exists(os.path.join(d, FINAL)):
+            return None
+        step = engine.load(d)
+        state = json.loads(Path(d, HISTORY).read_text())
+    state["resumed_from"].append(step)
+    return step, state
+
+
+class _Window:
+    """Loss and tokens since the last log line; one history record per `log_every` steps."""
+
+    def __init__(self, world: int):
+        self.world, self.t0, self.tokens, self.losses = world, time.time(), 0, []
+
+    def add(self, loss: float, tokens: int) -> None:
+        self.losses.append(loss)
+        self.tokens += tokens
+
+    def record(self, step: int, epoch: int, lr: float) -> dict:
+        # mean loss over the window and the workers; non-padding tokens of all workers
+        loss_sum, seen = _sum_over_workers([sum(self.losses) / len(self.losses),
+                                            self.tokens], self.world)
+        self.losses = []
+        return {"step": step, "epoch": epoch, "loss": loss_sum / self.world, "lr": lr,
+                "tokens": int(seen), "tokens_per_s": seen / (time.time() - self.t0)}
+
+
+def _checkpoint(ctx, engine, state: dict, step: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        engine.save(d, step, ctx.rank)
+        if ctx.rank == 0:
+            Path(d, HISTORY).write_text(json.dumps(state))
+        history = state["history"]
+        ctx.report(dict(history[-1]) if history else {"step": step}, d)
+
+
+def _run_steps(spec: LoopSpec, ctx, engine, tokenizer, step: int, state: dict) -> None:
     from instructmix.training.collate import as_messages, collate
 
-    tc, seed = config["train"], config["seed"]
-    torch.set_num_threads(tc["torch_threads"])
-    torch.manual_seed(seed)
-    rank, world = ctx.rank, ctx.world
-    tokenizer = AutoTokenizer.from_pretrained(config["model_path"])
-    model = AutoModelForCausalLM.from_pretrained(config["model_path"], dtype=torch.float32)
-    B = tc["micro_batch_size"]
-    steps_per_epoch = config["rows"] // (B * world)
-    if steps_per_epoch == 0:
-        raise ValueError(f"selection of {config['rows']} rows is smaller than one global "
-                         f"batch ({B} x {world} workers)")
-    total = steps_per_epoch * tc["epochs"]
-    if tc["max_steps"]:
-        total = min(total, tc["max_steps"])
-    engine = Engine(model, tc, total, world)
-
-    step, state = 0, {"history": [], "resumed_from": [], "batch_ids": [], "steps": total}
-    ckpt = ctx.latest_checkpoint()
-    if ckpt:
-        with ckpt.as_directory() as d:
-            if os.path.exists(os.path.join(d, FINAL)):
-                return None
-            step = engine.load(d)
-            state = json.loads(Path(d, HISTORY).read_text())
-            state["resumed_from"].append(step)
-    history = state["history"]
-    t0, tokens, losses = time.time(), 0, []
+    tc, rank, world = spec.train, ctx.rank, ctx.world
+    B, (steps_per_epoch, total) = tc.micro_batch_size, _total_steps(spec, world)
+    window = _Window(world)
     while step < total:
         epoch, skip = divmod(step, steps_per_epoch)
         for k, batch in enumerate(ctx.global_batches(B * world)):
             if k < skip:
                 continue
-            if tc["log_batch_ids"] and rank == 0:
+            if tc.log_batch_ids and rank == 0:
                 state["batch_ids"].append([str(i) for i in batch["id"]])
             rows = batch["messages"][rank * B : (rank + 1) * B]
-            inputs = collate(tokenizer, [as_messages(m) for m in rows], tc["max_seq_len"])
-            losses.append(engine.step(inputs))
-            tokens += int(inputs["attention_mask"].sum())
+            inputs = collate(tokenizer, [as_messages(m) for m in rows], tc.max_seq_len)
+            window.add(engine.step(inputs), int(inputs["attention_mask"].sum()))
             step += 1
-            if step % tc["log_every"] == 0 or step == total:
-                # mean loss over the window and the workers; non-padding tokens of all workers
-                loss_sum, seen = _sum_over_workers([sum(losses) / len(losses), tokens], world)
-                rec = {"step": step, "epoch": epoch, "loss": loss_sum / world,
-                       "lr": engine.lr(), "tokens": int(seen),
-                       "tokens_per_s": seen / (time.time() - t0)}
-                history.append(rec)
-                losses = []
+            if step % tc.log_every == 0 or step == total:
+                rec = window.record(step, epoch, engine.lr())
+                state["history"].append(rec)
                 if rank == 0 and ctx.checkpoints:
                     print(f"train: step {step}/{total} loss {rec['loss']:.4f} "
                           f"{rec['tokens_per_s']:.0f} tokens/s", flush=True)
-            if ctx.checkpoints and (step % tc["checkpoint_every"] == 0 or step == total):
-                with tempfile.TemporaryDirectory() as d:
-                    engine.save(d, step, rank)
-                    if rank == 0:
-                        Path(d, HISTORY).write_text(json.dumps(state))
-                    ctx.report(dict(history[-1]) if history else {"step": step}, d)
-            if step == tc["fail_at_step"] and not state["resumed_from"]:
-                raise RuntimeError(f"fault injection: train.fail_at_step={step}")
+            if ctx.checkpoints and (step % tc.checkpoint_every == 0 or step == total):
+                _checkpoint(ctx, engine, state, step)
+            if step == spec.fail_at_step and not state["resumed_from"]:
+                raise RuntimeError(f"fault injection: {FAIL_AT_STEP}={step}")
             if step >= total or (k + 1) == steps_per_epoch:
                 break
+
+
+def sft(spec: LoopSpec, ctx):
+    """The SFT loop. Returns (engine, tokenizer, state), or None when a checkpoint says it
+    finished."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tc = spec.train
+    torch.set_num_threads(tc.torch_threads)
+    torch.manual_seed(spec.seed)
+    tokenizer = AutoTokenizer.from_pretrained(spec.model_path)
+    model = AutoModelForCausalLM.from_pretrained(spec.model_path, dtype=torch.float32)
+    total = _total_steps(spec, ctx.world)[1]
+    engine = Engine(model, tc, total, ctx.world)
+    resumed = _resume(ctx, engine, {"history": [], "resumed_from": [], "batch_ids": [],
+                                    "steps": total})
+    if resumed is None:
+        return None
+    step, state = resumed
+    _run_steps(spec, ctx, engine, tokenizer, step, state)
     return engine, tokenizer, state

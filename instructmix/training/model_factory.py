@@ -5,15 +5,15 @@ HF model path named in the config (real runs).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import string
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from instructmix.config import ModelConfig, RunConfig
+from instructmix.layout import MODEL, POOL, RunLayout
+from instructmix.runtime import offline
 
 log = logging.getLogger("instructmix")
 
@@ -95,27 +95,25 @@ def check_model_path(path: str) -> None:
         AutoConfig.from_pretrained(path)
         AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
-        offline = " (HF_HUB_OFFLINE=1: only local paths work)" if os.environ.get(
-            "HF_HUB_OFFLINE") == "1" else ""
-        raise FileNotFoundError(f"model.path {path!r} cannot be loaded{offline}: "
+        why = " (HF_HUB_OFFLINE=1: only local paths work)" if offline() else ""
+        raise FileNotFoundError(f"model.path {path!r} cannot be loaded{why}: "
                                 f"{str(e).splitlines()[0]}") from None
 
 
-def run_model(cfg: RunConfig, out: Path) -> dict:
+def run_model(cfg: RunConfig, layout: RunLayout) -> dict:
     mc = cfg.model
     if mc.path:
         check_model_path(mc.path)
-        (out / "model.json").write_text(json.dumps({"path": mc.path, "built": False}))
+        layout.write_json(MODEL.info, {"path": mc.path, "built": False})
         return {"path": mc.path}
-    texts = pool_texts(Path(cfg.run_dir) / "pool" / "shards")
+    texts = pool_texts(layout.path(POOL.shards))
     tokenizer = train_tokenizer(texts, mc.tokenizer, mc.vocab_size)
     model = build_model(mc, tokenizer, cfg.seed)
-    hf_dir = out / "hf"
+    hf_dir = layout.writable(MODEL.hf)
     model.save_pretrained(hf_dir)
     tokenizer.save_pretrained(hf_dir)
     n_params = sum(p.numel() for p in model.parameters())
-    (out / "model.json").write_text(json.dumps({"path": str(hf_dir), "built": True,
-                                                "parameters": n_params}))
+    layout.write_json(MODEL.info, {"path": str(hf_dir), "built": True, "parameters": n_params})
     log.info("model: %s, %d parameters, vocabulary %d", mc.arch, n_params, len(tokenizer))
     return {"path": str(hf_dir), "parameters": n_params, "vocab": len(tokenizer)}
 
@@ -124,7 +122,3 @@ def context_length(config) -> int | None:
     """Longest sequence (prompt + new tokens) a model config accepts; None: no known limit."""
     return getattr(config, "max_position_embeddings", None) or getattr(
         config, "n_positions", None)
-
-
-def model_path(run_dir: str | Path) -> str:
-    return json.loads((Path(run_dir) / "model" / "model.json").read_text())["path"]

@@ -1,0 +1,75 @@
+"""One pydantic config is the source of truth for a run.
+
+- `sections.py`: one model per YAML section, each with `extra="forbid"`, so a misspelt key
+  fails at load time with the dotted path of the bad field, before Ray starts;
+- `run.py`: `RunConfig`, the whole run, and the checks across its sections;
+- `loading.py`: `load_config` (YAML file + `--set` overrides), error messages, the schema.
+"""
+
+from instructmix.config.loading import (
+    REMOVED,
+    ConfigError,
+    apply_override,
+    format_errors,
+    json_schema,
+    load_config,
+)
+from instructmix.config.run import (
+    RunConfig,
+    cross_field_problems,
+    model_positions,
+    testbed_train_rows,
+)
+from instructmix.config.sections import (
+    AUGMENTATIONS,
+    NEEDS_PROBES,
+    STRATEGIES,
+    TEXT_BACKENDS,
+    AugmentConfig,
+    CompareConfig,
+    EvalConfig,
+    GeneratorConfig,
+    ModelConfig,
+    PoolConfig,
+    ProbesConfig,
+    RayConfig,
+    Section,
+    SelectConfig,
+    SitConfig,
+    SourceConfig,
+    TestbedConfig,
+    TrainConfig,
+    TreeConfig,
+)
+
+__all__ = [
+    "AUGMENTATIONS",
+    "NEEDS_PROBES",
+    "REMOVED",
+    "STRATEGIES",
+    "TEXT_BACKENDS",
+    "AugmentConfig",
+    "CompareConfig",
+    "ConfigError",
+    "EvalConfig",
+    "GeneratorConfig",
+    "ModelConfig",
+    "PoolConfig",
+    "ProbesConfig",
+    "RayConfig",
+    "RunConfig",
+    "Section",
+    "SelectConfig",
+    "SitConfig",
+    "SourceConfig",
+    "TestbedConfig",
+    "TrainConfig",
+    "TreeConfig",
+    "apply_override",
+    "cross_field_problems",
+    "format_errors",
+    "json_schema",
+    "load_config",
+    "model_positions",
+    "testbed_train_rows",
+]

@@ -1,0 +1,186 @@
+"""`RunConfig`, the whole run, and the checks that span its sections.
+
+Each check returns problems as lines "FIELD, FIELD: what is wrong, with the values". They run
+when the config is validated (at load time, before Ray starts), and all of a config's
+problems are reported together in one error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from instructmix.config.sections import (
+    TEXT_BACKENDS,
+    AugmentConfig,
+    CompareConfig,
+    EvalConfig,
+    ModelConfig,
+    PoolConfig,
+    ProbesConfig,
+    RayConfig,
+    Section,
+    SelectConfig,
+    TestbedConfig,
+    TrainConfig,
+)
+
+CROSS_FIELD = "cross_field"  # pydantic error type of a failed check of this module
+SEQUENTIAL_DEPTHS = 4  # the testbed makes chains of depth 1..4
+
+
+class RunConfig(Section):
+    run_dir: str = Field("runs/demo", description="Where every stage writes its artifacts.")
+    seed: int = 0
+    ray: RayConfig = Field(default_factory=RayConfig)
+    pool: PoolConfig = Field(default_factory=PoolConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    probes: ProbesConfig = Field(default_factory=ProbesConfig)
+    select: SelectConfig = Field(default_factory=SelectConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @property
+    def needs_probes(self) -> bool:
+        return self.select.needs_probes or self.compare.needs_probes
+
+    @property
+    def uses_milp(self) -> bool:
+        """The milp mixture runs: as the select strategy or as a compare arm."""
+        arms = [a.split("+")[0] for a in self.compare.strategies]
+        return self.select.strategy == "milp" or "milp" in arms
+
+    @field_validator("run_dir")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        """Workers run in other directories: a relative run_dir is made absolute here."""
+        return str(Path(v).expanduser().resolve())
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunConfig:
+        problems = cross_field_problems(self)
+        if problems:
+            raise PydanticCustomError(CROSS_FIELD, "{problems}",
+                                      {"problems": "\n".join(problems)})
+        return self
+
+
+def _seqeval_judge(cfg: RunConfig) -> list[str]:
+    """eval.seqeval is scored by eval.judge, an LLM: it must exist and generate text."""
+    ev = cfg.eval
+    if not ev.seqeval:
+        return []
+    if ev.judge is None:
+        return [f"eval.seqeval, eval.judge: eval.seqeval={ev.seqeval!r} is judged by "
+                "eval.judge, which is not set; set eval.judge.backend to 'hf' (a local "
+                "model) or 'http' (an OpenAI-compatible endpoint)"]
+    if ev.judge.backend not in TEXT_BACKENDS:
+        return [f"eval.seqeval, eval.judge.backend: eval.seqeval={ev.seqeval!r} needs a judge "
+                f"that generates text, but eval.judge.backend={ev.judge.backend!r} has none; "
+                f"use one of {list(TEXT_BACKENDS)}"]
+    return []
+
+
+def _http_base_url(cfg: RunConfig) -> list[str]:
+    out = []
+    for where, gen in (("augment.generator", cfg.augment.generator),
+                       ("eval.judge", cfg.eval.judge)):
+        if gen is not None and gen.backend == "http" and not gen.base_url:
+            out.append(f"{where}.backend, {where}.base_url: {where}.backend='http' needs "
+                       f"an endpoint, but {where}.base_url={gen.base_url!r}; set it, e.g. "
+                       "http://127.0.0.1:8000/v1")
+    return out
+
+
+def testbed_train_rows(tb: TestbedConfig) -> dict[str, int]:
+    """Training rows per category of the synthetic testbed `tb` (what its pool holds)."""
+    from instructmix.grammar import TASKS
+
+    rows = {name: tb.items_per_category for name in tb.categories or TASKS}
+    if tb.sequential_per_depth:
+        rows["sequential"] = SEQUENTIAL_DEPTHS * tb.sequential_per_depth
+    if tb.complex_per_level:
+        rows.update({f"complex{n}": tb.complex_per_level for n in tb.complex_nodes})
+    return rows
+
+
+def _floors(cfg: RunConfig) -> list[str]:
+    """Floors of every category must fit in the budget (milp's floors; no other strategy
+    reads them). Checked only where the numbers are known at load time:
+    - user files (pool.sources): their categories (and k-means clusters of rows without one)
+      are known only once the pool stage has read them, so the pool stage's solver reports it;
+    - budget_unit=tokens: the tokens per item are known only once the pool is tokenized.
+    A floor is capped by the rows a category has left after the probes' validation split
+    (min(valid_per_category, rows // 2)), as the selector caps it."""
+    sc = cfg.select
+    if not sc.floor_per_category or not cfg.uses_milp:
+        return []
+    if cfg.pool.sources or sc.budget_unit != "items":
+        return []
+    rows = testbed_train_rows(cfg.pool.testbed)
+    valid = cfg.probes.valid_per_category
+    need = sum(min(sc.floor_per_category, n - min(valid, n // 2)) for n in rows.values())
+    if need <= sc.budget:
+        return []
+    which = (f"pool.testbed.categories={cfg.pool.testbed.categories}"
+             if cfg.pool.testbed.categories else "pool.testbed.categories=null: every testbed task")
+    return [f"select.floor_per_category, select.budget, pool.testbed.categories: floors of "
+            f"select.floor_per_category={sc.floor_per_category} items for each of "
+            f"{len(rows)} categories ({which}; pool categories {sorted(rows)}) need {need} "
+            f"items, more than select.budget={sc.budget}; lower the floor or raise the budget"]
+
+
+def _robust(cfg: RunConfig) -> list[str]:
+    """The robust mixture uses the lower confidence bound of gamma: intervals need >= 2
+    probe seeds (milp is its only reader)."""
+    if not (cfg.select.robust and cfg.uses_milp) or cfg.probes.seeds >= 2:
+        return []
+    return [f"select.robust, probes.seeds: select.robust=true uses the lower confidence bound "
+            f"of gamma, which needs intervals from probes.seeds >= 2, but probes.seeds="
+            f"{cfg.probes.seeds}; raise probes.seeds or set select.robust=false"]
+
+
+def model_positions(mc: ModelConfig) -> tuple[int, str] | None:
+    """(positions, where that number comes from) of the model `mc` names: model.max_positions
+    for a model built from scratch, or max_position_embeddings / n_positions of the
+    config.json of a local HF folder. None: unknown without loading (a hub id)."""
+    if mc.path is None:
+        return mc.max_positions, f"model.max_positions={mc.max_positions}"
+    path = Path(mc.path).expanduser() / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    for key in ("max_position_embeddings", "n_positions"):
+        value = data.get(key) if isinstance(data, dict) else None
+        if isinstance(value, int) and value > 0:
+            return value, f"model.path={mc.path!r} ({key}={value} in {path})"
+    return None
+
+
+def _max_seq_len(cfg: RunConfig) -> list[str]:
+    known = model_positions(cfg.model)
+    if known is None or cfg.train.max_seq_len <= known[0]:
+        return []
+    positions, where = known
+    field = "model.max_positions" if cfg.model.path is None else "model.path"
+    return [f"train.max_seq_len, {field}: train.max_seq_len={cfg.train.max_seq_len} is above "
+            f"the model's {positions} positions ({where}); lower train.max_seq_len"
+            + (" or raise model.max_positions" if cfg.model.path is None else "")]
+
+
+CHECKS: tuple[Callable[[RunConfig], list[str]], ...] = (
+    _seqeval_judge, _http_base_url, _floors, _robust, _max_seq_len)
+
+
+def cross_field_problems(cfg: RunConfig) -> list[str]:
+    """Every problem the checks across sections find in `cfg` (one line each)."""
+    return [line for check in CHECKS for line in check(cfg)]

@@ -1,0 +1,309 @@
+"""The sections of a run config: one pydantic model per YAML section.
+
+Every section forbids unknown keys (`extra="forbid"`), so a misspelt or removed key fails
+at load time with the dotted path of the field. Checks that span sections live in `run.py`.
+Fault injection for tests is not part of the schema: see `instructmix.runtime`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RayConfig(Section):
+    address: str | None = Field(
+        None, description="Ray address to join; None starts a local instance (or uses RAY_ADDRESS)."
+    )
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local instance (None: all).")
+    dashboard: bool = Field(False, description="Start the dashboard with a local instance.")
+
+
+class TestbedConfig(Section):
+    items_per_category: int = Field(400, ge=1, description="Training items per category.")
+    eval_per_category: int = Field(50, ge=1, description="Held-out eval items per category.")
+    categories: list[str] | None = Field(
+        None, description="Subset of testbed categories (None: all)."
+    )
+    sequential_per_depth: int = Field(
+        0, ge=0, description="SIT chain items per depth 1-4 added as category 'sequential'."
+    )
+    complex_nodes: list[int] = Field(
+        default_factory=list, description="Tree-Instruct node counts; one category per entry."
+    )
+    complex_per_level: int = Field(0, ge=0, description="Items per complexity level.")
+    sequential_eval_per_depth: int | None = Field(
+        None, ge=0, description="Held-out SIT chains per depth (None: sequential_per_depth "
+        "// 4). Set it with sequential_per_depth=0 to evaluate chains without training on any.")
+    complex_eval_per_level: int | None = Field(
+        None, ge=0, description="Held-out items per complexity level (None: "
+        "complex_per_level // 4).")
+    sequential_ops: list[str] | None = Field(
+        None, description="Operations that SIT chains and complexity trees draw from, and "
+        "that the rule rewriter adds as prefix/suffix tasks (None: all testbed operations).")
+
+    @field_validator("sequential_ops")
+    @classmethod
+    def _ops(cls, v: list[str] | None) -> list[str] | None:
+        from instructmix.grammar import OPS
+
+        if v is not None and (not v or set(v) - set(OPS)):
+            raise ValueError(f"use a non-empty subset of {sorted(OPS)} (or null for all); "
+                             f"unknown: {sorted(set(v) - set(OPS))}")
+        return v
+
+
+class SourceConfig(Section):
+    path: str = Field(..., description="A JSONL or Parquet file, or a folder of them.")
+    format: Literal["auto", "alpaca", "messages", "mapping"] = "auto"
+    mapping: dict[str, str] = Field(
+        default_factory=dict,
+        description="For format=mapping: canonical field -> source field "
+        "(instruction, input, output, id, category, answer).",
+    )
+    name: str | None = Field(None, description="Source label stored with each row.")
+    limit: int | None = Field(None, ge=1, description="Read at most this many lines/rows.")
+
+
+class PoolConfig(Section):
+    sources: list[SourceConfig] = Field(
+        default_factory=list, description="Input files; empty means the synthetic testbed."
+    )
+    testbed: TestbedConfig = Field(default_factory=TestbedConfig)
+    eval_sources: list[SourceConfig] = Field(
+        default_factory=list, description="Held-out eval files (testbed: generated)."
+    )
+    embedder: str = Field(
+        "minilm", description="'minilm' (offline all-MiniLM-L6-v2 package) or an HF model path."
+    )
+    tokenizer: str | None = Field(
+        None, description="HF tokenizer path for token counts (None: the embedder's)."
+    )
+    embed_batch_size: int = Field(64, ge=1)
+    embed_actors: int | None = Field(
+        None, ge=1, description="Embedding actors (None: one per CPU of the cluster)."
+    )
+    max_embed_tokens: int = Field(128, ge=8, description="Truncation for embeddings.")
+    num_clusters: int = Field(
+        8, ge=1, description="k for k-means categories of rows that have none."
+    )
+    max_chars: int = Field(20000, ge=1, description="Longer rows are rejected.")
+
+
+class ModelConfig(Section):
+    path: str | None = Field(
+        None, description="HF model path or hub id; None builds a small model from scratch."
+    )
+    arch: Literal["gpt2", "llama"] = "gpt2"
+    n_layer: int = Field(3, ge=1)
+    n_embd: int = Field(128, ge=16)
+    n_head: int = Field(4, ge=1)
+    max_positions: int = Field(256, ge=16)
+    tokenizer: Literal["char", "bpe"] = "char"
+    vocab_size: int = Field(512, ge=64, description="For the BPE tokenizer.")
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> ModelConfig:
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        return self
+
+
+STRATEGIES = ("iid", "proportional", "regmix", "milp")
+NEEDS_PROBES = ("regmix", "milp")
+AUGMENTATIONS = ("sit", "tree", "control")
+TEXT_BACKENDS = ("hf", "http")  # generator backends that produce free text (can judge)
+
+
+class SelectConfig(Section):
+    strategy: Literal["iid", "proportional", "regmix", "milp"] = Field(
+        "iid", description="iid: uniform sample; proportional: category counts as in the "
+        "pool; regmix: best of random mixtures under the probes' regression; milp: the "
+        "Beyond-IID mixture (python-mip) from the probes' interaction matrix.")
+    curriculum: Literal["none", "dependency"] = Field(
+        "none", description="Training order: shuffled, or three dependency phases (needs probes).")
+    curriculum_bias: float = Field(3.0, gt=0, description="Phase weight of base/dependent tiers.")
+    budget: int = Field(2000, ge=1, description="Items, or tokens when budget_unit=tokens.")
+    budget_unit: Literal["items", "tokens"] = "items"
+    alpha: Literal["proportions"] | dict[str, float] = Field(
+        "proportions", description="Importance of each ability: the pool's proportions, or "
+        "target weights per category (missing categories get 0).")
+    robust: bool = Field(False, description="Use the lower confidence bound of gamma.")
+    trust_region: float | None = Field(
+        None, ge=0, le=1, description="Largest share of the budget moved away from the "
+        "proportional mixture (None: no limit).")
+    floor_per_category: int = Field(0, ge=0, description="Minimum items per category.")
+    regmix_samples: int = Field(20000, ge=1, description="Random mixtures scored by regmix.")
+
+    @property
+    def needs_probes(self) -> bool:
+        return self.strategy in NEEDS_PROBES or self.curriculum == "dependency"
+
+
+class ProbesConfig(Section):
+    design: Literal["intervention", "random", "both"] = Field(
+        "both", description="intervention: base mixture D0 plus one probe per category "
+        "(gamma); random: Dirichlet mixtures (regression); both: all probes, gamma from the "
+        "interventions, regression fitted on every probe.")
+    base_per_category: int = Field(100, ge=1, description="Items per category in D0.")
+    add_per_category: int = Field(100, ge=1, description="Items a probe adds to D0.")
+    random_mixtures: int = Field(6, ge=0, description="Random-mixture probes (design b).")
+    seeds: int = Field(2, ge=1, description="Seeds per intervention probe (CIs need >= 2).")
+    valid_per_category: int = Field(
+        40, ge=1, description="Pool rows per category held out to score probes (never "
+        "selected for training; the eval set is never used to choose data).")
+    epochs: int = Field(2, ge=1)
+    score: Literal["loss", "token_accuracy"] = Field(
+        "loss", description="Score s_i of a probe on validation items of category i: negative "
+        "response loss, or response token accuracy (teacher-forced; bounded, comparable "
+        "across categories, and flat for answers a model cannot learn).")
+    warm_start_epochs: int = Field(
+        0, ge=0, description="Train the model on D0 for this many epochs first (one trial "
+        "per seed) and start that seed's probes from it: probes then measure the effect of "
+        "extra items on a model that already knows the output format (0: from the start).")
+    micro_batch_size: int = Field(32, ge=1)
+    lr: float | None = Field(None, gt=0, description="None: train.lr.")
+    cpus_per_trial: float = Field(1.0, gt=0)
+    max_concurrent_trials: int | None = Field(None, ge=1, description="None: CPUs / per trial.")
+    max_failures: int = Field(1, ge=0, description="Retries of a failed trial.")
+    ci: float = Field(0.9, gt=0, lt=1, description="Confidence level of the intervals.")
+    min_self_effect: float = Field(
+        0.25, ge=0, description="A gamma row is identified only if training on its category "
+        "improves it by >= this x the median positive own effect; else (gamma divides by that "
+        "effect) the ability gets no mixture weight instead of swamping it (0: any > 0).")
+    dag_threshold: float = Field(0.1, ge=0, description="Least gamma asymmetry of an edge.")
+
+
+class CompareConfig(Section):
+    strategies: list[str] = Field(
+        default_factory=list, description="Arms trained side by side at the select budget: "
+        "'STRATEGY', optionally '+curriculum' and one of '+sit', '+tree', '+control' (the "
+        "selection augmented by `augment`, token-matched to it), e.g. milp+curriculum, iid+sit.")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    cpus_per_trial: float = Field(1.0, gt=0)
+    equal_steps: bool = Field(
+        True, description="Augmented arms scale their global batch by their rows / the "
+        "selection's rows, so equal tokens also means equal optimizer steps and tokens per "
+        "step (as packed batches would); False: every arm uses train's batch of rows.")
+
+    @field_validator("strategies")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        for s in v:
+            name, *extras = s.split("+")
+            augs = [e for e in extras if e in AUGMENTATIONS]
+            if (name not in STRATEGIES or len(augs) > 1 or len(set(extras)) < len(extras)
+                    or set(extras) - {"curriculum", *AUGMENTATIONS}):
+                augs = ", ".join("+" + a for a in AUGMENTATIONS)
+                raise ValueError(f"unknown arm {s!r}; use one of {list(STRATEGIES)}, "
+                                 f"optionally with +curriculum and one of {augs}")
+        return v
+
+    @property
+    def needs_probes(self) -> bool:
+        return any(s.split("+")[0] in NEEDS_PROBES or "+curriculum" in s for s in self.strategies)
+
+    @staticmethod
+    def augmentation(arm: str) -> str | None:
+        """The augmentation an arm trains on ('sit', 'tree', 'control'), or None."""
+        return next((e for e in arm.split("+")[1:] if e in AUGMENTATIONS), None)
+
+
+class TrainConfig(Section):
+    num_workers: int = Field(2, ge=1, description="Ray Train workers.")
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    deepspeed: bool = Field(True, description="DeepSpeed ZeRO engine; False: plain torch DDP.")
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    precision: Literal["fp32", "bf16"] = "fp32"
+    micro_batch_size: int = Field(32, ge=1, description="Rows per worker per step.")
+    epochs: int = Field(3, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many steps.")
+    lr: float = Field(3e-3, gt=0)
+    warmup_steps: int = Field(20, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    max_seq_len: int = Field(128, ge=8)
+    checkpoint_every: int = Field(100, ge=1, description="Steps between checkpoints.")
+    log_every: int = Field(10, ge=1)
+    torch_threads: int = Field(1, ge=1, description="torch intra-op threads per worker.")
+    max_failures: int = Field(1, ge=0, description="Worker-group restarts (resume) allowed.")
+    log_batch_ids: bool = Field(False, description="Record the ids of every global batch.")
+
+
+class GeneratorConfig(Section):
+    backend: Literal["rules", "hf", "http"] = Field(
+        "rules", description="rules: the testbed's exact rewriter; hf: a local HF causal LM "
+        "on a Ray Data actor pool; http: an OpenAI-compatible chat-completions endpoint.")
+    model_path: str | None = Field(
+        None, description="hf: HF model path or hub id (None: the run's model).")
+    base_url: str | None = Field(None, description="http: e.g. http://127.0.0.1:8000/v1")
+    model: str = Field("default", description="http: the model name sent to the endpoint.")
+    api_key_env: str | None = Field(
+        "OPENAI_API_KEY", description="http: environment variable holding the API key "
+        "(unset variable: no key is sent).")
+    timeout_s: float = Field(60.0, gt=0, description="http: seconds per request.")
+    max_retries: int = Field(4, ge=0, description="http: retries of a failed request.")
+    backoff_s: float = Field(0.5, ge=0, description="http: first retry delay (doubles).")
+    concurrency: int = Field(4, ge=1, description="http: requests in flight at most.")
+    cache: bool = Field(True, description="Cache completions on disk: a re-run makes no "
+                        "repeated calls.")
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    batch_size: int = Field(8, ge=1, description="hf: prompts per generate() call.")
+    actors: int | None = Field(None, ge=1, description="hf: actor pool size (None: CPUs).")
+
+
+class TreeConfig(Section):
+    nodes: int = Field(3, ge=1, description="Tree nodes added per round.")
+    rounds: int = Field(1, ge=1, description="Rounds of +nodes (6 nodes = 2 rounds of 3).")
+    min_added_words: int = Field(
+        12, ge=0, description="A rewrite must be at least this many words longer.")
+    max_words: int = Field(100, ge=1, description="A rewrite may have at most this many words.")
+    banned_words: list[str] = Field(
+        default_factory=lambda: ["node", "nodes", "tree", "rewritten instruction",
+                                 "new instruction"],
+        description="Leaked procedure words: a rewrite containing one is rejected.")
+
+
+class SitConfig(Section):
+    max_depth: int = Field(4, ge=1, le=8, description="Longest chain (sub-tasks) made.")
+    depth_weights: list[float] | None = Field(
+        None, description="Weights of target depths 1..max_depth (None: uniform).")
+    translation_field: str | None = Field(
+        None, description="A meta key holding the instruction in another language: such rows "
+        "become 'translate then answer' chains.")
+
+    @model_validator(mode="after")
+    def _weights(self) -> SitConfig:
+        w = self.depth_weights
+        if w is not None and (len(w) != self.max_depth or min(w) < 0 or sum(w) <= 0):
+            raise ValueError(f"depth_weights needs {self.max_depth} weights (one per depth "
+                             f"1..max_depth), all >= 0 with a positive sum; got {w}")
+        return self
+
+
+class AugmentConfig(Section):
+    train_on: Literal["plain", "sit", "tree", "control"] = Field(  # plain + AUGMENTATIONS
+        "plain", description="What the train stage trains on: the selection as is, or its "
+        "SIT / Tree-Instruct / control version, token-matched to the selection.")
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    tree: TreeConfig = Field(default_factory=TreeConfig)
+    sit: SitConfig = Field(default_factory=SitConfig)
+
+
+class EvalConfig(Section):
+    use_gpu: bool = Field(False, description="One scoring task per GPU instead of per CPU.")
+    max_new_tokens: int = Field(24, ge=1)
+    batch_size: int = Field(64, ge=1)
+    seqeval: str | None = Field(
+        None, description="A SeqEval file (seqEval.json: instruction, iteration): the trained "
+        "model answers every prompt and eval.judge scores the following rate by depth.")
+    seqeval_limit: int | None = Field(None, ge=1, description="Score at most this many.")
+    judge: GeneratorConfig | None = Field(
+        None, description="Judge for eval.seqeval: a generator with backend 'hf' or 'http' "
+        "(required when eval.seqeval is set).")

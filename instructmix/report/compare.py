@@ -1,0 +1,103 @@
+"""Report section of the compare stage: every arm at equal budget, mean ± std over seeds,
+the best arm for the headline, and what the probes cost."""
+
+from __future__ import annotations
+
+from instructmix.experiments.table import table_rows
+from instructmix.layout import COMPARE
+from instructmix.report.blocks import figure, heading, note, problem, section, table
+from instructmix.report.figures import grouped_bars
+from instructmix.report.fmt import finite, integer, mean_std, num, text
+from instructmix.report.inputs import RunData, not_run
+
+# Ranking of the arms for the headline: the first of these that some arm has.
+RANKED_BY = (("macro_exact_match", "macro exact match"),
+             ("macro_token_accuracy", "macro token accuracy"))
+LABELS = {"exact_match": "exact match", "token_accuracy": "token accuracy"}
+
+
+def arms(data: RunData) -> dict:
+    """{arm: aggregate over seeds} of the compare stage ({} when it did not run)."""
+    agg = (data.compare or {}).get("strategies")
+    return {str(k): v for k, v in agg.items() if isinstance(v, dict)} \
+        if isinstance(agg, dict) else {}
+
+
+def best_arm(agg: dict) -> dict | None:
+    """The arm with the highest mean of the first metric of RANKED_BY some arm has:
+    {arm, metric, label, mean, std, n_seeds, seeds}; None when no arm has a score."""
+    for key, label in RANKED_BY:
+        scored = [(finite((a.get(key) or {}).get("mean")), name) for name, a in agg.items()]
+        scored = [(m, name) for m, name in scored if m is not None]
+        if scored:
+            mean, name = max(scored, key=lambda s: s[0])  # first arm wins a tie
+            cell = agg[name][key]
+            return {"arm": name, "metric": key, "label": label, "mean": mean,
+                    "std": finite(cell.get("std")), "n_seeds": cell.get("n"),
+                    "seeds": agg[name].get("seeds") or []}
+    return None
+
+
+def _categories(agg: dict, metric: str) -> list[str]:
+    return sorted({str(c) for a in agg.values() for c in (a.get(metric) or {})})
+
+
+def _bars(agg: dict, metric: str) -> str:
+    cats = _categories(agg, metric)
+    series = {name: [*((a.get(metric) or {}).get(c) for c in cats), a.get(f"macro_{metric}")]
+              for name, a in agg.items()}
+    return grouped_bars([*cats, "macro"], series,
+                        title=f"Compare: {LABELS[metric]} per category, every arm",
+                        xlabel="category", ylabel=f"{LABELS[metric]} (mean over seeds)",
+                        legend_title="arm (error bar: ± std over seeds)", ylim=(0.0, 1.05))
+
+
+def _cost_blocks(cost: dict | None, train_tokens) -> list[dict]:
+    if not cost:
+        return []
+    probe_tokens = finite(cost.get("probe_train_tokens"))
+    target = finite(train_tokens)
+    share = probe_tokens / target if probe_tokens is not None and target else None
+    return [heading("Probe cost"),
+            table(["probe trials", "probe tokens trained", "probe trial seconds",
+                   "final run tokens trained", "probe tokens / final run tokens"],
+                  [[cost.get("probe_trials"), integer(cost.get("probe_train_tokens")),
+                    num(cost.get("probe_trial_seconds"), 1), integer(train_tokens),
+                    num(share, 3)]],
+                  caption="cost: tokens the probes trained on, against the tokens of the "
+                  "final training run (RegMix reports ~2%).")]
+
+
+def compare_section(data: RunData, train_tokens) -> dict:
+    title = "Baselines at equal budget (compare)"
+    agg = arms(data)
+    if not agg:
+        block = (problem(f"{data.path(COMPARE.results)} has no arms ('strategies')")
+                 if data.compare is not None else not_run(data, "compare", COMPARE.results))
+        return section(title, [block, *_cost_blocks(data.cost, train_tokens)])
+    names = list(agg)
+    seeds = next(iter(agg.values())).get("seeds") or []
+    best = best_arm(agg)
+    blocks = [note(f"Every arm selects the same budget from the same pool and trains the same "
+                   f"model with the same loop and settings, once per seed ({text(seeds)}); "
+                   "augmented arms: the selection rewritten, token-matched to it, with the "
+                   "batch scaled to the same steps. Scores are mean ± std over seeds; "
+                   "following rate = chains with every step right.")]
+    if best:
+        blocks.append(note(f"Best arm by {best['label']}: {best['arm']}, "
+                           f"{mean_std(agg[best['arm']][best['metric']])} (mean ± std over "
+                           f"{num(best['n_seeds'])} seeds)."))
+    blocks += [figure(_bars(agg, m)) for m in LABELS if _categories(agg, m)]
+    counts = sorted({str(c) for a in agg.values() for c in (a.get("counts") or {})})
+    blocks += [
+        table(["score, category", *names], table_rows(agg),
+              caption="exact match, then token accuracy, per category and macro (mean ± "
+              "std over seeds); then scores by level when the eval set has them; then "
+              "tokens and optimizer steps trained (mean over seeds)."),
+        heading("Items per category (selection of the first seed)"),
+        table(["category", *names],
+              [[c, *((a.get("counts") or {}).get(c, 0) for a in agg.values())]
+               for c in counts]),
+        *_cost_blocks(data.cost, train_tokens),
+    ]
+    return section(title, blocks)

@@ -1,0 +1,55 @@
+"""The process environment every stage and Ray worker runs with, set in one place.
+
+- Offline by default: `HF_HUB_OFFLINE=1` unless the user set it (`HF_HUB_OFFLINE=0` allows
+  hub downloads); tokenizers without their own thread pool; no Ray Data progress bars (off
+  a terminal they re-print for as long as the driver lives; stages log their own lines).
+- `worker_env()` is what Ray workers get (the job's runtime env, Ray Train workers, Tune
+  trials): the same variables, plus the fault-injection variables below when set.
+- Fault injection for tests and drills (never in the user's config):
+  `INSTRUCTMIX_FAIL_TRIAL=NAME` makes that Tune trial fail once;
+  `INSTRUCTMIX_FAIL_AT_STEP=N` makes the Ray Train run fail once after step N.
+"""
+
+from __future__ import annotations
+
+import os
+
+DEFAULTS = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+            "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+FAIL_TRIAL = "INSTRUCTMIX_FAIL_TRIAL"
+FAIL_AT_STEP = "INSTRUCTMIX_FAIL_AT_STEP"
+
+
+def prepare() -> None:
+    """Set the defaults in this process (a variable the user set is kept)."""
+    for key, value in DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", DEFAULTS["HF_HUB_OFFLINE"]) == "1"
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    """Environment variables for Ray workers: this process's view of the defaults and of
+    the fault-injection variables, plus `extra`."""
+    env = {key: os.environ.get(key, value) for key, value in DEFAULTS.items()}
+    env.update({k: os.environ[k] for k in (FAIL_TRIAL, FAIL_AT_STEP) if os.environ.get(k)})
+    env.update(extra)
+    return env
+
+
+def set_threads(n: int) -> None:
+    """torch's intra-op threads in this process (1 per worker on a shared machine)."""
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def fail_trial() -> str | None:
+    return os.environ.get(FAIL_TRIAL) or None
+
+
+def fail_at_step() -> int | None:
+    value = os.environ.get(FAIL_AT_STEP)
+    return int(value) if value else None

@@ -1,0 +1,102 @@
+"""`ray job submit --working-dir . -- instructmix run CONFIG` against `ray start --head`."""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ray(env, *args, timeout=600):
+    return subprocess.run([str(BIN / "ray"), *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _wait_until_up(env, gcs: int, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start --head exited with {proc.returncode}")
+        if _ray(env, "status", f"--address=127.0.0.1:{gcs}", timeout=60).returncode == 0:
+            return
+        time.sleep(2)
+    raise TimeoutError("the Ray head did not come up")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop this head and only it: every process it started shares its process group."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(wait)
+            if sig == signal.SIGKILL:
+                return
+
+
+@pytest.fixture
+def head_node(tmp_path):
+    """A Ray head of its own (`ray start --head --block` in a new process group), stopped by
+    killing that group: other Ray instances on the machine are left alone."""
+    if not (BIN / "ray").exists():
+        pytest.skip("the ray CLI is not installed next to this Python")
+    gcs, dash = _free_port(), _free_port()
+    temp = tempfile.mkdtemp(prefix="imray", dir="/tmp")  # unix socket paths must stay short
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", RAY_AUTH_MODE="token",
+               HF_HUB_OFFLINE="1")
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}",
+         f"--dashboard-port={dash}", "--num-cpus=2", "--include-dashboard=true",
+         "--disable-usage-stats", f"--temp-dir={temp}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_until_up(env, gcs, proc)
+        yield env, f"http://127.0.0.1:{dash}"
+    finally:
+        _stop(proc)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_job_submit_runs_the_pipeline(head_node, tmp_path):
+    env, dashboard = head_node
+    run_dir = tmp_path / "job_run"
+    cfg = tmp_path / "job.yaml"
+    cfg.write_text(
+        f"run_dir: {run_dir}\n"
+        "pool: {testbed: {items_per_category: 30, eval_per_category: 3}}\n"
+        "model: {n_layer: 1, n_embd: 32, n_head: 2, max_positions: 64}\n"
+        "select: {budget: 160}\n"
+        "train: {micro_batch_size: 8, epochs: 1, max_steps: 4, checkpoint_every: 4,"
+        " max_seq_len: 64}\n"
+        "eval: {max_new_tokens: 4}\n")
+    for _ in range(24):  # the head's job agent registers a little after `ray status` is up
+        proc = _ray(dict(env, RAY_ADDRESS=dashboard), "job", "submit", "--working-dir",
+                    str(REPO), "--", "instructmix", "run", str(cfg), timeout=900)
+        if "No available agent to submit job" not in proc.stdout + proc.stderr:
+            break
+        time.sleep(5)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    assert "succeeded" in (proc.stdout + proc.stderr).lower()
+    report = json.loads((run_dir / "report" / "report.json").read_text())
+    assert report["eval"]["results"]["per_category"]
+    shutil.rmtree(run_dir)

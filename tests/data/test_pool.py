@@ -1,0 +1,152 @@
+"""The pool stage on a real local Ray instance."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from instructmix.data.pool import run_pool
+from instructmix.layout import RunLayout
+from tests.conftest import SHARED_DATA, tiny_config
+
+BAD_LINES = [
+    b'{"id": "a1", "instruction": "Say hi", "output": "hi", "category": "greet"}',
+    b'{"id": "a2", "instruction": "Add 2 and 2", "output": "4"',  # malformed JSON
+    b'{"id": "a3", "output": "no instruction"}',  # missing field
+    b'{"id": "a4", "instruction": ["a", "list"], "output": "x"}',  # wrong type: list
+    b'{"id": "a1", "instruction": "Same id again", "output": "dup"}',  # duplicate id
+    b"",  # blank line: not a row
+    b'{"id": "a6", "instruction": "caf\xe9", "output": "x"}',  # not UTF-8
+    b'{"id": "a7", "messages": [{"role": "user", "content": "hello"},'
+    b' {"role": "assistant", "content": "hey"}], "category": "greet"}',
+    b'{"id": "a8", "messages": [{"role": "user", "content": "no response"}]}',
+    b"[1, 2, 3]",  # not an object
+    b'{"instruction": "Name a colour", "output": "red", "category": "colours"}',
+    b'{"id": "a11", "instruction": 42, "output": "x"}',  # wrong type: number
+    b'{"id": "a12", "messages": [{"role": "user", "content": "q"},'
+    b' {"role": "assistant", "content": ""}]}',  # empty response
+    b'{"id": "a13", "instruction": "x", "output": ""}',  # empty output
+    b'{"id": "a14", "prompt": "no known fields"}',  # unknown format
+    b'{"id": "a15", "instruction": "' + b"long " * 50 + b'", "output": "x"}',  # too long
+]
+# line -> (kind, start of the reason); lines 1, 8 and 11 are accepted, line 6 is blank
+WANT = {2: ("malformed JSON", "malformed JSON"),
+        3: ("missing field", "missing field 'instruction'"),
+        4: ("wrong type", "field 'instruction' must be a string, got list"),
+        5: ("duplicate id", "duplicate id 'a1'"), 7: ("not valid UTF-8", "not valid UTF-8"),
+        9: ("bad messages", "the last message"), 10: ("not an object", "a row must be"),
+        12: ("wrong type", "field 'instruction' must be a string, got int"),
+        13: ("empty field", "messages[1].content (the response) is empty"),
+        14: ("empty field", "field 'output' is empty"),
+        15: ("unknown format", "cannot tell the format"), 16: ("too long", "row of")}
+
+
+def _run(tmp_path, sources, name="run", **pool):
+    cfg = tiny_config(tmp_path / name, pool={"sources": sources, **pool})
+    out = tmp_path / name / "pool"
+    summary = run_pool(cfg, RunLayout(tmp_path / name, "pool"))
+    stats = json.loads((out / "stats.json").read_text())
+    rejected = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
+    accepted = pq.read_table(out / "shards").to_pylist()
+    return summary, stats, rejected, accepted
+
+
+def test_bad_rows_are_quarantined_with_reasons(ray_local, tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b"\n".join(BAD_LINES) + b"\n")
+    summary, stats, rejected, accepted = _run(tmp_path, [{"path": str(path)}],
+                                              max_chars=200)
+    # every row ends accepted or rejected; the blank line is counted apart, not as a row
+    assert stats["blank_lines"] == 1 and stats["read"] == len(BAD_LINES) - 1
+    assert stats["read"] == stats["accepted"] + stats["rejected"] and stats["counts_add_up"]
+    assert summary["rejected"] == len(rejected) == len(WANT)
+    origins = {int(r["origin"].rsplit(":", 1)[1]): r for r in rejected}
+    assert set(origins) == set(WANT)
+    for line, (kind, reason) in WANT.items():
+        assert origins[line]["kind"] == kind and origins[line]["reason"].startswith(reason), line
+    assert origins[5]["reason"].endswith("bad.jsonl:1)")  # names the first occurrence
+    # counted by kind, the details stay in rejected.jsonl
+    assert stats["rejected_by_reason"] == {
+        "malformed JSON": 1, "missing field": 1, "wrong type": 2, "duplicate id": 1,
+        "not valid UTF-8": 1, "bad messages": 1, "not an object": 1, "empty field": 2,
+        "unknown format": 1, "too long": 1}
+    assert len(accepted) == 3 and {r["id"] for r in accepted} >= {"a1", "a7"}
+    assert next(r for r in accepted if r["id"] == "a1")["messages"][-1]["content"] == "hi"
+    for row in accepted:
+        assert len(row["embedding"]) == 384 and row["n_tokens"] > 0 and row["category"]
+
+
+def _shards(folder, names, rows=5):
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("".join(
+            json.dumps({"instruction": f"{name} question {k}", "output": f"answer {k}"}) + "\n"
+            for k in range(rows)))
+
+
+def test_sharded_sources_without_ids_keep_every_row(ray_local, tmp_path):
+    """A named folder of shards and same-named files in subfolders of an unnamed folder:
+    no false duplicates; ids stable across runs and independent of the sources' order."""
+    _shards(tmp_path / "mydata", ["part-0.jsonl", "part-1.jsonl"])
+    _shards(tmp_path / "nested", ["a/part.jsonl", "b/part.jsonl"])
+    sources = [{"path": str(tmp_path / "mydata"), "name": "mydata"},
+               {"path": str(tmp_path / "nested")}]
+    _, stats, rejected, accepted = _run(tmp_path, sources, name="one")
+    assert stats["read"] == stats["accepted"] == 20 and not rejected
+    assert stats["rejected_by_reason"] == {}
+    _, _, _, again = _run(tmp_path, sources[::-1], name="two")
+    ids = {r["id"]: (r["source"], r["messages"][0]["content"]) for r in accepted}
+    assert ids == {r["id"]: (r["source"], r["messages"][0]["content"]) for r in again}
+    assert sum(i.startswith("mydata-") for i in ids) == 10
+
+
+def test_parquet_mapping_and_kmeans_categories(ray_local, tmp_path):
+    rows = [{"q": f"question {k} about {'cats' if k % 2 else 'numbers'}", "a": str(k)}
+            for k in range(30)]
+    rows.append({"q": None, "a": "x"})
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data.parquet")
+    src = {"path": str(tmp_path / "data.parquet"), "format": "mapping",
+           "mapping": {"instruction": "q", "output": "a"}}
+    _, stats, rejected, accepted = _run(tmp_path, [src], num_clusters=2)
+    assert stats["read"] == 31 and stats["accepted"] == 30 and len(rejected) == 1
+    assert rejected[0]["reason"] == "missing field 'instruction'"
+    assert stats["categories_assigned_by_kmeans"] == 30
+    assert {r["category"] for r in accepted} == {"cluster-00", "cluster-01"}
+
+
+def test_json_array_file(ray_local, tmp_path):
+    rows = [{"instruction": f"say {k}", "output": str(k)} for k in range(5)] + [{"x": 1}]
+    (tmp_path / "rows.json").write_text(json.dumps(rows, indent=2))
+    _, stats, rejected, accepted = _run(tmp_path, [{"path": str(tmp_path / "rows.json")}])
+    assert stats["read"] == 6 and len(accepted) == 5
+    assert rejected[0]["origin"].endswith("rows.json:item6")
+
+
+def test_testbed_pool_writes_eval_and_ground_truth(ray_local, tmp_path):
+    summary, stats, rejected, accepted = _run(tmp_path, [])
+    assert summary["accepted"] == 9 * 40 and not rejected
+    assert (tmp_path / "run" / "pool" / "ground_truth.json").is_file()
+    evals = pq.read_table(tmp_path / "run" / "pool" / "eval.parquet").to_pylist()
+    assert len(evals) == 9 * 4 and all(r["answer"] for r in evals)
+
+
+SHARED = [
+    ("niv2/niv2_definitions_pos_example.jsonl", {"format": "alpaca"}),
+    ("t0_p3_subset/t0_train_50k_first50_per_template.jsonl", {"format": "alpaca"}),
+    ("flan_cot/flan_v2_cot_train.jsonl",
+     {"format": "mapping", "mapping": {"instruction": "question", "output": "rationale",
+                                       "answer": "answer", "category": "category"}}),
+]
+
+
+@pytest.mark.parametrize("rel, fmt", SHARED, ids=["niv2", "t0", "flan_cot"])
+def test_shared_real_data(ray_local, tmp_path, rel, fmt):
+    path = SHARED_DATA / rel
+    if not path.is_file():
+        pytest.skip(f"shared data not present: {path}")
+    _, stats, rejected, accepted = _run(tmp_path, [{"path": str(path), "limit": 300, **fmt}])
+    assert stats["read"] == 300 == stats["accepted"] + stats["rejected"]
+    assert stats["accepted"] > 250
+    assert all(r["reason"] for r in rejected)
+    assert all(r["category"] and r["messages"][0]["role"] == "user" for r in accepted)
