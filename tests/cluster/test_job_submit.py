@@ -59,14 +59,19 @@ def head_node(tmp_path):
     killing that group: other Ray instances on the machine are left alone."""
     if not (BIN / "ray").exists():
         pytest.skip("the ray CLI is not installed next to this Python")
-    gcs, dash = _free_port(), _free_port()
+    # every port of its own: the session's local Ray instance (other tests) holds the
+    # default agent ports, and a head whose agent cannot bind accepts no job
+    gcs, dash, *agent = (_free_port() for _ in range(7))
     temp = tempfile.mkdtemp(prefix="imray", dir="/tmp")  # unix socket paths must stay short
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", RAY_AUTH_MODE="token",
                HF_HUB_OFFLINE="1")
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}",
-         f"--dashboard-port={dash}", "--num-cpus=2", "--include-dashboard=true",
+         f"--dashboard-port={dash}", f"--dashboard-agent-listen-port={agent[0]}",
+         f"--dashboard-agent-grpc-port={agent[1]}", f"--runtime-env-agent-port={agent[2]}",
+         f"--metrics-export-port={agent[3]}", f"--ray-client-server-port={agent[4]}",
+         "--num-cpus=2", "--include-dashboard=true",
          "--disable-usage-stats", f"--temp-dir={temp}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
