@@ -25,8 +25,9 @@ from instructmix.augment.tree_instruct import (
     make_reject,
     surface_of,
 )
+from instructmix.config import SitConfig
 from instructmix.data.schema import meta_dict
-from instructmix.generation.base import Reject
+from instructmix.generation.base import Reject, Rewriter
 
 TRANSLATE_PROMPT = ("First translate the following text into English, then answer it.\n\n"
                     "{text}")
@@ -64,7 +65,8 @@ def _translate_item(row: dict, rewriter, foreign: str) -> dict:
     return item
 
 
-def sit_augment(rows: list[dict], rewriter, sit_cfg, seed: int) -> tuple[list[dict], list]:
+def sit_augment(rows: list[dict], rewriter: Rewriter, sit_cfg: SitConfig,
+                seed: int) -> tuple[list[dict], list]:
     """(items, rejects) of SIT with `sit_cfg` (a `SitConfig`)."""
     kind = "sit"
     items: list[dict] = []

@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import re
 
+from instructmix.config import TreeConfig
 from instructmix.data.schema import meta_dict, prompt_text
-from instructmix.generation.base import Reject
+from instructmix.generation.base import Reject, Rewriter
 
 #: Testbed meta keys describing the instruction; stale once the instruction changes.
 STRUCTURE_KEYS = ("depth", "ops", "steps", "complexity")
@@ -81,7 +82,7 @@ def _has(text: str, phrase: str) -> bool:
     return re.search(rf"\b{re.escape(phrase.lower())}\b", text.lower()) is not None
 
 
-def tree_filter(before: str, after: str, cfg, lengths: bool = True) -> str | None:
+def tree_filter(before: str, after: str, cfg: TreeConfig, lengths: bool = True) -> str | None:
     """Why a round's rewrite fails (None = it passes). Words are whitespace-split;
     `lengths=False` (exact rewriters) skips the min-added / max-words checks."""
     if not after.strip():
@@ -98,7 +99,8 @@ def tree_filter(before: str, after: str, cfg, lengths: bool = True) -> str | Non
     return None
 
 
-def tree_augment(rows: list[dict], rewriter, tree_cfg) -> tuple[list[dict], list[dict]]:
+def tree_augment(rows: list[dict], rewriter: Rewriter,
+                 tree_cfg: TreeConfig) -> tuple[list[dict], list[dict]]:
     """(items, rejects) of Tree-Instruct with `tree_cfg` (a `TreeConfig`). One batched
     `add_nodes` call per round and one `respond` call over all surviving rows."""
     kind = "tree"

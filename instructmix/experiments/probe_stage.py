@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from instructmix.cluster.sweep import run_trials
-from instructmix.config import RunConfig
+from instructmix.config import ProbesConfig, RunConfig
 from instructmix.experiments.trial import TrialSpec, fine_tune_and_score, in_process
 from instructmix.layout import POOL, PROBE, RunLayout
 from instructmix.probes.design import base_mixture, plan, split_validation
@@ -70,7 +70,8 @@ class ProbeSets:
                          save_to=save_to, fail_once=fail)
 
 
-def _sweep(name: str, trials: list[TrialSpec], layout: RunLayout, pc) -> list[dict]:
+def _sweep(name: str, trials: list[TrialSpec], layout: RunLayout,
+           pc: ProbesConfig) -> list[dict]:
     """Run trials on Tune; failures after the retries stop the stage, naming them."""
     tune_dir = layout.writable(PROBE.tune)
     done, failed = run_trials(name, trials, fine_tune_and_score, tune_dir,

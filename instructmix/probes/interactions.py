@@ -196,7 +196,8 @@ def gamma_from_beta(reg: RegressionEstimate, min_rel: float = 1e-3,
 def sign_recovery(estimate: GammaEstimate, ground_truth_interactions: list[dict],
                   tol: float = 0.05, strict: bool = False) -> dict:
     """Share of planted signs recovered. "+"/"-": sign of γ (strict: CI excludes 0 and
-    |γ| >= tol). "0": CI contains 0 or |γ| < tol. NaN γ (an unidentified row) is never
+    |γ| >= tol). "0": |γ| < tol, or a bounded CI that contains 0 (an unbounded or missing CI
+    confirms nothing). NaN γ (an unidentified row) is never
     recovered and is counted in `unidentified`; entries naming categories the estimate lacks
     are skipped (not counted)."""
     idx = {c: k for k, c in enumerate(estimate.categories)}
@@ -210,8 +211,11 @@ def sign_recovery(estimate: GammaEstimate, ground_truth_interactions: list[dict]
             skipped += 1
             continue
         g, lo, hi = (float(m[idx[i], idx[j]]) for m in (estimate.gamma, estimate.lo, estimate.hi))
-        ok = (abs(g) < tol or lo <= 0 <= hi) if sign == "0" else (  # NaN compares False
-            s * g > 0 and (not strict or (s * lo > 0 and s * hi > 0 and abs(g) >= tol)))
+        if sign == "0":  # an unbounded interval contains 0 but cannot confirm it
+            bounded = np.isfinite(lo) and np.isfinite(hi)
+            ok = np.isfinite(g) and (abs(g) < tol or (bounded and lo <= 0 <= hi))
+        else:  # NaN compares False
+            ok = s * g > 0 and (not strict or (s * lo > 0 and s * hi > 0 and abs(g) >= tol))
         details.append({"i": i, "j": j, "sign": sign, "kind": e.get("kind"), "gamma": g,
                         "lo": lo, "hi": hi, "recovered": bool(ok)})
     n, rec = len(details), sum(d["recovered"] for d in details)

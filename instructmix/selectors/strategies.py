@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from instructmix.config import SelectConfig
 from instructmix.layout import PROBE, Artifact, RunLayout
 from instructmix.selectors.curriculum import dependency_curriculum, shuffled
 from instructmix.selectors.iid import iid_order
@@ -60,7 +61,7 @@ def largest_remainder(shares: np.ndarray, total: int, cap: np.ndarray) -> np.nda
     return counts
 
 
-def _alpha(sc, names: list[str], available: np.ndarray) -> np.ndarray:
+def _alpha(sc: SelectConfig, names: list[str], available: np.ndarray) -> np.ndarray:
     if sc.alpha == "proportions":
         return alpha_from_proportions(available)
     unknown = sorted(set(sc.alpha) - set(names))
@@ -80,7 +81,8 @@ def _load(run: RunLayout, art: Artifact) -> dict:
     return run.read_json(art)
 
 
-def milp_counts(sc, names, available, tokens, budget_items, run) -> tuple[np.ndarray, dict]:
+def milp_counts(sc: SelectConfig, names: list[str], available: np.ndarray, tokens: np.ndarray,
+                budget_items: int, run: RunLayout) -> tuple[np.ndarray, dict]:
     inter = _load(run, PROBE.interactions)
     idx = [inter["categories"].index(c) if c in inter["categories"] else -1 for c in names]
     if min(idx) < 0:
@@ -127,7 +129,8 @@ def milp_counts(sc, names, available, tokens, budget_items, run) -> tuple[np.nda
                                         strict=True)), "notes": notes}
 
 
-def regmix_counts(sc, names, available, budget_items, run, seed) -> tuple[np.ndarray, dict]:
+def regmix_counts(sc: SelectConfig, names: list[str], available: np.ndarray, budget_items: int,
+                  run: RunLayout, seed: int) -> tuple[np.ndarray, dict]:
     fit = _load(run, PROBE.regression)
     idx = [fit["categories"].index(c) for c in names]
     beta = np.array(fit["beta"], dtype=float)[np.ix_(idx, idx)]
@@ -146,7 +149,7 @@ def regmix_counts(sc, names, available, budget_items, run, seed) -> tuple[np.nda
 
 
 def choose(strategy: str, curriculum: str, cats: np.ndarray, n_tokens: np.ndarray,
-           usable: np.ndarray, sc, run: RunLayout, seed: int) -> Choice:
+           usable: np.ndarray, sc: SelectConfig, run: RunLayout, seed: int) -> Choice:
     """Pick and order rows of the pool (`usable` rows only)."""
     names = sorted(set(cats[usable]))
     available = np.array([int(((cats == c) & usable).sum()) for c in names])

@@ -76,6 +76,9 @@ def test_noisy_diagonal_gives_unbounded_ci():
     assert "d" not in est.unidentified and est.delta[3, 3] > 0
     assert np.isinf(est.lo[3]).all() and np.isinf(est.hi[3]).all()
     assert any("CI unbounded" in n for n in est.notes)
+    # a planted "0" in that row: the interval (-inf, inf) contains 0 but confirms nothing
+    rec = sign_recovery(est, [{"i": "d", "j": "b", "sign": "0"}])
+    assert abs(est.gamma[3, 1]) >= 0.05 and rec["recovered"] == 0
 
 
 def test_single_seed_has_nan_ci_and_note():
