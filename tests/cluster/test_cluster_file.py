@@ -80,6 +80,7 @@ def test_setup_installs_project_with_pinned_torch(cluster):
         if any(f"-e {remote}" in c for remote in mounts)
     ]
     assert project_installs, "setup_commands must `pip install -e` the mounted project"
+    assert all("requirements.lock" in c for c in project_installs), "install with the lock"
     assert any(TORCH_PIN in shlex.split(c) for c in project_installs)
     # No other torch requirement anywhere in the setup commands.
     for c in installs:
