@@ -4,13 +4,15 @@ and written.
 Stages never spell paths: they name an artifact (`POOL.stats`) and ask a `RunLayout` for
 its path, or to read or write it. A layout opened for a stage (`RunLayout(dir, "pool")`)
 refuses to write another stage's artifacts. JSON is written strictly: NaN and ±inf become
-null and the paths of the replaced numbers are listed under `_nonfinite_as_null`.
+null and the paths of the replaced numbers are listed under `_nonfinite_as_null`;
+`read_json` puts them back.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,6 +137,29 @@ def dumps(obj: Any, indent: int | None = 1) -> str:
     return json.dumps(clean, indent=indent, allow_nan=False)
 
 
+def restore_nonfinite(obj: Any) -> Any:
+    """The inverse of `dumps`: the numbers listed under `_nonfinite_as_null` ("path = inf")
+    put back, the list itself dropped."""
+    if not isinstance(obj, dict) or not isinstance(obj.get(NONFINITE_KEY), list):
+        return obj
+    found = {}
+    for entry in obj[NONFINITE_KEY]:
+        m = re.fullmatch(r"(.*) = (-?inf|nan)", str(entry))
+        if m:
+            found[m.group(1)] = float(m.group(2))
+
+    def put(x, path: str):
+        if x is None and path in found:
+            return found[path]
+        if isinstance(x, dict):
+            return {k: put(v, f"{path}.{k}" if path else str(k)) for k, v in x.items()}
+        if isinstance(x, list):
+            return [put(v, f"{path}[{k}]") for k, v in enumerate(x)]
+        return x
+
+    return put({k: v for k, v in obj.items() if k != NONFINITE_KEY}, "")
+
+
 def _plain(x):
     if hasattr(x, "item"):  # numpy scalar
         return x.item()
@@ -181,9 +206,10 @@ class RunLayout:
         return path
 
     def read_json(self, art: Artifact, default: Any = ...) -> Any:
+        """The artifact as written: NaN/±inf that the strict writer nulled come back."""
         if default is not ... and not self.path(art).is_file():
             return default
-        return json.loads(self._need(art).read_text())
+        return restore_nonfinite(json.loads(self._need(art).read_text()))
 
     def read_jsonl(self, art: Artifact) -> list[dict]:
         """Every line of a JSONL artifact; a malformed line raises naming the file and line."""

@@ -22,9 +22,9 @@ import numpy as np
 
 
 def _plain(a) -> list:
-    """Nested lists of floats; NaN and ±inf become None so strict JSON works."""
-    a = np.asarray(a, dtype=float)
-    return [_plain(v) for v in a] if a.ndim else (float(a) if np.isfinite(a) else None)
+    """Nested lists of floats, NaN and ±inf kept (the run layout's writer makes them null
+    and lists them, its reader puts them back: an unbounded interval stays unbounded)."""
+    return np.asarray(a, dtype=float).tolist()
 
 
 @dataclass

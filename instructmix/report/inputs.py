@@ -3,22 +3,20 @@
 A missing artifact is None (its section says "not available" or "not run"); an artifact
 that exists but cannot be read (malformed JSON, a malformed JSONL line) is None too and adds
 a problem naming the file (and line): it is shown on the page and logged, never skipped
-silently. Numbers a strict writer replaced by null (listed under `_nonfinite_as_null`) are
-put back as NaN/±inf, so an unbounded interval reads as unbounded and not as missing.
+silently. NaN/±inf come back as numbers (the layout's reader puts them back), so an
+unbounded interval reads as unbounded and not as missing.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 
 from instructmix.layout import (
     AUGMENT,
     COMPARE,
     EVAL,
-    NONFINITE_KEY,
     POOL,
     PROBE,
     SELECT,
@@ -35,29 +33,6 @@ STAGES = ["pool", "model", "probe", "select", "augment", "train", "eval", "compa
 # The pipeline's per-stage completion record ({fingerprint, seconds, summary}); written by
 # the pipeline itself, not a stage artifact of the layout.
 SKIPPED = {"probe": PROBE.skipped, "augment": AUGMENT.skipped, "compare": COMPARE.skipped}
-
-
-def restore_nonfinite(obj):
-    """`obj` with the numbers listed under `_nonfinite_as_null` ("path = inf") put back
-    (paths as written by `instructmix.layout.strict_json`), the list itself dropped."""
-    if not isinstance(obj, dict) or not isinstance(obj.get(NONFINITE_KEY), list):
-        return obj
-    found = {}
-    for entry in obj[NONFINITE_KEY]:
-        m = re.fullmatch(r"(.*) = (-?inf|nan)", str(entry))
-        if m:
-            found[m.group(1)] = float(m.group(2))
-
-    def put(x, path: str):
-        if x is None and path in found:
-            return found[path]
-        if isinstance(x, dict):
-            return {k: put(v, f"{path}.{k}" if path else str(k)) for k, v in x.items()}
-        if isinstance(x, list):
-            return [put(v, f"{path}[{k}]") for k, v in enumerate(x)]
-        return x
-
-    return put({k: v for k, v in obj.items() if k != NONFINITE_KEY}, "")
 
 
 @dataclass
@@ -96,7 +71,7 @@ class RunData:
                 self.missing.append(self.path(art))
             return None
         try:
-            return restore_nonfinite(self.layout.read_json(art))
+            return self.layout.read_json(art)
         except (OSError, ValueError) as e:
             self.problem(self.path(art), f"{self.path(art)}: not valid JSON ({e}); not shown")
             return None
