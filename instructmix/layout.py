@@ -176,9 +176,6 @@ class RunLayout:
         self.root = Path(run_dir)
         self.stage = stage
 
-    def for_stage(self, stage: str) -> RunLayout:
-        return RunLayout(self.root, stage)
-
     def stage_dir(self, stage: str) -> Path:
         return self.root / stage
 

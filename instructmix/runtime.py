@@ -39,13 +39,6 @@ def worker_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def set_threads(n: int) -> None:
-    """torch's intra-op threads in this process (1 per worker on a shared machine)."""
-    import torch
-
-    torch.set_num_threads(n)
-
-
 def fail_trial() -> str | None:
     return os.environ.get(FAIL_TRIAL) or None
 
