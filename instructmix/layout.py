@@ -29,7 +29,7 @@ MARKERS = {"done": "_DONE.json", "started": "_STARTED.json"}  # the pipeline's, 
 class Artifact:
     stage: str  # the stage that writes it ("run": the pipeline itself)
     name: str  # path under the stage folder
-    kind: str  # json | jsonl | parquet | dataset (folder of Parquet shards) | dir | text
+    kind: str  # json | jsonl | parquet | dataset (folder of Parquet shards) | dir | text | torch
     doc: str
 
 
@@ -68,9 +68,20 @@ class PROBE:
     cost = _a("probe", "cost.json", "json", "tokens and seconds the probes spent")
 
 
+class POLICY:
+    skipped = _a("policy", "skipped.json", "json", "why the stage made nothing")
+    learner = _a("policy", "learner.pt", "torch", "RAISE policy + PPO learner state (resumes)")
+    episodes = _a("policy", "episodes", "dir", "each episode's picker and trajectory")
+    tune = _a("policy", "tune", "dir", "Ray Tune's experiment folders, one per round")
+    rounds = _a("policy", "rounds.json", "json", "per round: episode returns, PPO stats")
+    cost = _a("policy", "cost.json", "json", "steps, tokens and seconds the episodes spent")
+
+
 class SELECT:
     selection = _a("select", "selection.parquet", "parquet", "every pool id: selected or why not")
     train = _a("select", "train.parquet", "parquet", "selected rows in training order")
+    stream = _a("select", "stream.parquet", "parquet", "every pass of the run in training "
+                "order (the dependency curriculum over the whole run)")
     mixture = _a("select", "mixture.json", "json", "counts, solver facts, curriculum phases")
 
 
@@ -87,6 +98,7 @@ class TRAIN:
     model = _a("train", "model", "dir", "the trained model, HF safetensors")
     history = _a("train", "history.json", "json", "loss and throughput by step")
     batch_ids = _a("train", "batch_ids.json", "json", "ids of every global batch (optional)")
+    picker = _a("train", "picker.json", "json", "a picked run: validation loss by step")
 
 
 class EVAL:
@@ -108,8 +120,8 @@ class REPORT:
     html = _a("report", "report.html", "text", "self-contained report page")
 
 
-ARTIFACTS = [a for group in (RUN, POOL, MODEL, PROBE, SELECT, AUGMENT, TRAIN, EVAL, COMPARE,
-                             REPORT) for a in vars(group).values() if isinstance(a, Artifact)]
+GROUPS = (RUN, POOL, MODEL, PROBE, POLICY, SELECT, AUGMENT, TRAIN, EVAL, COMPARE, REPORT)
+ARTIFACTS = [a for group in GROUPS for a in vars(group).values() if isinstance(a, Artifact)]
 
 
 def strict_json(obj: Any) -> tuple[Any, list[str]]:
@@ -275,6 +287,12 @@ class RunLayout:
         """Pool ids the probe stage held out to score probes (never trained on)."""
         return set(self.read_json(PROBE.validation_ids, []))
 
-    def train_rows(self, train_on: str) -> Path:
-        """What the train stage trains on: the selection, or its augmentation."""
-        return self.path(SELECT.train if train_on == "plain" else AUGMENT.train)
+    def train_rows(self, train_on: str) -> tuple[Path, bool]:
+        """What the train stage trains on: the selection (as the whole run's stream when
+        the select stage wrote one), or its augmentation; and whether it is that stream
+        (every pass already laid out: train one pass)."""
+        if train_on != "plain":
+            return self.path(AUGMENT.train), False
+        if self.exists(SELECT.stream):
+            return self.path(SELECT.stream), True
+        return self.path(SELECT.train), False

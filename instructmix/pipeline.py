@@ -40,7 +40,25 @@ def _probe_inputs(cfg: RunConfig) -> dict:
     """The probe stage runs only when a strategy needs it, and its trials take these
     training settings from `train` (the rest of `train` does not change them)."""
     keys = {"lr", "weight_decay", "warmup_steps", "max_seq_len"}
-    return {"needed": cfg.needs_probes, "train": cfg.train.model_dump(include=keys)}
+    return {"needed": cfg.needs_probes, "held_out": cfg.held_out,
+            "train": cfg.train.model_dump(include=keys)}
+
+
+def _policy_inputs(cfg: RunConfig) -> dict:
+    """Only a run with a raise arm trains a policy; its episodes train like the target run."""
+    if not cfg.uses_raise:
+        return {"needed": False}
+    keys = {"lr", "weight_decay", "warmup_steps", "max_seq_len", "micro_batch_size",
+            "num_workers"}
+    return {"needed": True, "train": cfg.train.model_dump(include=keys)}
+
+
+def _train_inputs(cfg: RunConfig) -> dict:
+    """A picked target run also depends on how it picks (`raise`)."""
+    from instructmix.config import PICKED
+
+    picked = cfg.select.strategy in PICKED
+    return {"raise": cfg.raise_.model_dump(mode="json") if picked else None}
 
 
 RUNTIME_KNOBS = {"timeout_s", "max_retries", "backoff_s", "concurrency", "cache", "actors",
@@ -59,10 +77,13 @@ def _augment_inputs(cfg: RunConfig) -> dict:
 
 
 def _compare_inputs(cfg: RunConfig) -> dict:
-    """The eval settings its trials score with, and `augment` only for augmented arms."""
+    """The eval settings its trials score with, `augment` only for augmented arms and
+    `raise` only for picked arms."""
     augmented = any(cfg.compare.augmentation(s) for s in cfg.compare.strategies)
+    picked = any(a.split("+")[0] in ("selfpaced", "raise") for a in cfg.compare.strategies)
     return {"eval": cfg.eval.model_dump(include={"max_new_tokens", "batch_size"}),
-            "augment": _augmentation(cfg) if augmented else None}
+            "augment": _augmentation(cfg) if augmented else None,
+            "raise": cfg.raise_.model_dump(mode="json") if picked else None}
 
 
 def _lazy(module: str, name: str) -> Callable[[RunConfig, RunLayout], dict]:
@@ -81,18 +102,20 @@ STAGES: list[Stage] = [
           _lazy("instructmix.training.model_factory", "run_model"), needs_ray=False),
     Stage("probe", ("pool", "model"), ("seed", "probes"),
           _lazy("instructmix.experiments.probe_stage", "run_probes"), extra=_probe_inputs),
+    Stage("policy", ("pool", "model", "probe"), ("seed", "raise"),
+          _lazy("instructmix.experiments.policy_stage", "run_policy"), extra=_policy_inputs),
     Stage("select", ("pool", "probe"), ("seed", "select"),
           _lazy("instructmix.selectors.select_stage", "run_select"), needs_ray=False),
     Stage("augment", ("model", "select"), ("seed",),
           _lazy("instructmix.augment.augment_stage", "run_augment"), extra=_augment_inputs),
-    Stage("train", ("model", "select", "augment"), ("seed", "train"),
-          _lazy("instructmix.training.train_stage", "run_train")),
+    Stage("train", ("model", "probe", "policy", "select", "augment"), ("seed", "train"),
+          _lazy("instructmix.experiments.target", "run_target"), extra=_train_inputs),
     Stage("eval", ("train", "pool"), ("eval",),
           _lazy("instructmix.evaluation.eval_stage", "run_eval")),
-    Stage("compare", ("pool", "model", "probe"), ("seed", "select", "train", "compare"),
+    Stage("compare", ("pool", "model", "probe", "policy"), ("seed", "select", "train", "compare"),
           _lazy("instructmix.experiments.compare", "run_compare"), extra=_compare_inputs),
-    Stage("report", ("pool", "probe", "select", "augment", "train", "eval", "compare"), (),
-          _lazy("instructmix.report", "run_report"), needs_ray=False),
+    Stage("report", ("pool", "probe", "policy", "select", "augment", "train", "eval",
+                     "compare"), (), _lazy("instructmix.report", "run_report"), needs_ray=False),
 ]
 BY_NAME = {s.name: s for s in STAGES}
 

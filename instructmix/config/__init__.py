@@ -23,6 +23,7 @@ from instructmix.config.run import (
 from instructmix.config.sections import (
     AUGMENTATIONS,
     NEEDS_PROBES,
+    PICKED,
     STRATEGIES,
     TEXT_BACKENDS,
     AugmentConfig,
@@ -32,6 +33,7 @@ from instructmix.config.sections import (
     ModelConfig,
     PoolConfig,
     ProbesConfig,
+    RaiseConfig,
     RayConfig,
     Section,
     SelectConfig,
@@ -45,6 +47,7 @@ from instructmix.config.sections import (
 __all__ = [
     "AUGMENTATIONS",
     "NEEDS_PROBES",
+    "PICKED",
     "REMOVED",
     "STRATEGIES",
     "TEXT_BACKENDS",
@@ -56,6 +59,7 @@ __all__ = [
     "ModelConfig",
     "PoolConfig",
     "ProbesConfig",
+    "RaiseConfig",
     "RayConfig",
     "RunConfig",
     "Section",

@@ -67,11 +67,16 @@ def _known_keys(loc: tuple) -> list[str]:
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        field = model.model_fields.get(part) if model else None
+        field = _field(model, part) if model else None
         model = _section_of(field.annotation) if field else None
         if model is None:
             return []
-    return list(model.model_fields)
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _field(model: type[BaseModel], key: str):
+    """The field a config key names: by its alias (`raise`) or its name."""
+    return next((f for name, f in model.model_fields.items() if key in (f.alias, name)), None)
 
 
 def _unknown_key(loc: tuple, where: str) -> str:

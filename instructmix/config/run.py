@@ -11,10 +11,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from instructmix.config.sections import (
+    PICKED,
     TEXT_BACKENDS,
     AugmentConfig,
     CompareConfig,
@@ -22,6 +23,7 @@ from instructmix.config.sections import (
     ModelConfig,
     PoolConfig,
     ProbesConfig,
+    RaiseConfig,
     RayConfig,
     Section,
     SelectConfig,
@@ -34,7 +36,11 @@ SEQUENTIAL_DEPTHS = 4  # the testbed makes chains of depth 1..4
 
 
 class RunConfig(Section):
-    run_dir: str = Field("runs/demo", description="Where every stage writes its artifacts.")
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True,
+                              serialize_by_alias=True)
+
+    run_dir: str = Field("runs/demo", validate_default=True,
+                         description="Where every stage writes its artifacts.")
     seed: int = 0
     ray: RayConfig = Field(default_factory=RayConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
@@ -45,10 +51,26 @@ class RunConfig(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    raise_: RaiseConfig = Field(default_factory=RaiseConfig, alias="raise")
 
     @property
     def needs_probes(self) -> bool:
         return self.select.needs_probes or self.compare.needs_probes
+
+    @property
+    def arms(self) -> list[str]:
+        """Every strategy the run trains: select's and compare's."""
+        return [self.select.strategy, *(a.split("+")[0] for a in self.compare.strategies)]
+
+    @property
+    def uses_raise(self) -> bool:
+        return "raise" in self.arms
+
+    @property
+    def held_out(self) -> bool:
+        """The probe stage holds pool rows out: to score probes, or RAISE's rewards and
+        the picked arms' validation."""
+        return self.needs_probes or any(a in PICKED for a in self.arms)
 
     @property
     def uses_milp(self) -> bool:
@@ -177,8 +199,20 @@ def _max_seq_len(cfg: RunConfig) -> list[str]:
             + (" or raise model.max_positions" if cfg.model.path is None else "")]
 
 
+def _raise_clusters(cfg: RunConfig) -> list[str]:
+    """RAISE takes global batch / clusters rows from every cluster at each step."""
+    k = cfg.raise_.clusters
+    batch = cfg.train.micro_batch_size * cfg.train.num_workers
+    if not cfg.uses_raise or k == "categories" or batch % k == 0:
+        return []
+    return [f"raise.clusters, train.micro_batch_size, train.num_workers: every step takes "
+            f"the same number of rows from each of raise.clusters={k} clusters, but the global "
+            f"batch train.micro_batch_size x train.num_workers = {batch} is not a multiple of "
+            f"{k}; choose clusters that divide {batch}"]
+
+
 CHECKS: tuple[Callable[[RunConfig], list[str]], ...] = (
-    _seqeval_judge, _http_base_url, _floors, _robust, _max_seq_len)
+    _seqeval_judge, _http_base_url, _floors, _robust, _max_seq_len, _raise_clusters)
 
 
 def cross_field_problems(cfg: RunConfig) -> list[str]:

@@ -7,7 +7,7 @@ Fault injection for tests is not part of the schema: see `instructmix.runtime`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -114,17 +114,22 @@ class ModelConfig(Section):
         return self
 
 
-STRATEGIES = ("iid", "proportional", "regmix", "milp")
+STRATEGIES = ("iid", "proportional", "regmix", "milp", "ifd", "full", "selfpaced", "raise")
 NEEDS_PROBES = ("regmix", "milp")
+PICKED = ("selfpaced", "raise")  # strategies that choose every batch while training
 AUGMENTATIONS = ("sit", "tree", "control")
 TEXT_BACKENDS = ("hf", "http")  # generator backends that produce free text (can judge)
 
 
 class SelectConfig(Section):
-    strategy: Literal["iid", "proportional", "regmix", "milp"] = Field(
+    strategy: Literal[STRATEGIES] = Field(
         "iid", description="iid: uniform sample; proportional: category counts as in the "
         "pool; regmix: best of random mixtures under the probes' regression; milp: the "
-        "Beyond-IID mixture (python-mip) from the probes' interaction matrix.")
+        "Beyond-IID mixture (python-mip) from the probes' interaction matrix; ifd: the "
+        "budget's rows of highest instruction-following difficulty under the start model; "
+        "full: every usable row (ignores the budget); selfpaced / raise: every batch picked "
+        "while training (lowest current loss / the RAISE policy) for the steps the budget "
+        "buys.")
     curriculum: Literal["none", "dependency"] = Field(
         "none", description="Training order: shuffled, or three dependency phases (needs probes).")
     curriculum_bias: float = Field(3.0, gt=0, description="Phase weight of base/dependent tiers.")
@@ -176,13 +181,56 @@ class ProbesConfig(Section):
         0.25, ge=0, description="A gamma row is identified only if training on its category "
         "improves it by >= this x the median positive own effect; else (gamma divides by that "
         "effect) the ability gets no mixture weight instead of swamping it (0: any > 0).")
-    dag_threshold: float = Field(0.1, ge=0, description="Least gamma asymmetry of an edge.")
+    dag_threshold: float = Field(
+        0.1, ge=0, description="Least effect of a dependency edge, in gamma units: the gamma "
+        "asymmetry (asymmetry estimator), or what j's block first does for i / what a "
+        "category's own intervention items typically do for it (order estimator).")
+    dependencies: Literal["order", "asymmetry"] = Field(
+        "order", description="Estimator of the dependency DAG. order: order probes (j's "
+        "items then i's against a neutral mix then i's, matched rows and steps), both "
+        "directions of the pairs with gamma_ij > 0 or gamma_ji > 0; falls back to asymmetry, "
+        "with a note, when the intervention design did not run or no pair passes. "
+        "asymmetry: gamma_ij - gamma_ji.")
+    max_order_pairs: int = Field(
+        20, ge=2, description="Most directed pairs (j -> i) order-probed per seed: both "
+        "directions of the candidate pairs with the largest intervention effect first; each "
+        "costs one probe of 2 x add_per_category rows x epochs (plus one alone arm per i).")
+
+
+class RaiseConfig(Section):
+    """RAISE: a PPO policy picks every batch (METHODS §2)."""
+
+    rounds: int = Field(3, ge=1, description="Learner updates; episodes run before each.")
+    episodes_per_round: int = Field(4, ge=1, description="Episodes per round, run in "
+                                    "parallel as Ray Tune trials.")
+    episode_share: float = Field(0.05, gt=0, le=1, description="Share of the usable pool "
+                                 "an episode draws its candidates from.")
+    episode_steps: int = Field(40, ge=1, description="Optimizer steps of one episode.")
+    clusters: Annotated[int, Field(ge=1)] | Literal["categories"] = Field(
+        8, description="k-means clusters over the embeddings (or the pool's categories); "
+        "each step takes global batch / clusters rows from every cluster.")
+    candidates_per_cluster: int = Field(32, ge=1, description="Rows of each cluster the "
+                                        "policy scores at a step (a fresh random sample).")
+    refresh_every: int = Field(20, ge=1, description="Steps between difficulty refreshes.")
+    refresh_rows: int = Field(64, ge=1, description="Rows whose loss a refresh recomputes.")
+    reward_every: int = Field(20, ge=1, description="Steps between reward measurements.")
+    valid_rows: int = Field(64, ge=1, description="Validation rows (the probe stage's held-"
+                            "out pool rows) whose loss the reward measures.")
+    stage_features: bool = Field(True, description="Give the policy the training stage (step "
+                                 "share, validation loss); false: the ablation.")
+    hidden: int = Field(64, ge=4, description="Width of the actor and critic MLPs.")
+    lr: float = Field(3e-3, gt=0, description="Learner's Adam learning rate.")
+    clip: float = Field(0.2, gt=0, lt=1)
+    ppo_epochs: int = Field(4, ge=1)
+    cpus_per_episode: float = Field(1.0, gt=0)
+    max_failures: int = Field(1, ge=0, description="Retries of a failed episode.")
 
 
 class CompareConfig(Section):
     strategies: list[str] = Field(
-        default_factory=list, description="Arms trained side by side at the select budget: "
-        "'STRATEGY', optionally '+curriculum' and one of '+sit', '+tree', '+control' (the "
+        default_factory=list, description="Arms trained side by side at the select budget "
+        "(equal optimizer steps; `full` trains every usable row): 'STRATEGY', optionally "
+        "'+curriculum' and one of '+sit', '+tree', '+control' (the "
         "selection augmented by `augment`, token-matched to it), e.g. milp+curriculum, iid+sit.")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     cpus_per_trial: float = Field(1.0, gt=0)

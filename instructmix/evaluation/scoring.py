@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from instructmix.training.collate import IGNORE, as_messages, collate
+from instructmix.training.collate import as_messages
+from instructmix.training.response import response_scores
 
 
 def normalise(text: str) -> str:
@@ -31,22 +32,6 @@ def load(model_dir: str, device: str = "cpu", threads: int = 1):
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
     return model, tok
-
-
-@torch.inference_mode()
-def response_scores(model, tok, messages: list[list[dict]], max_len: int
-                    ) -> tuple[list[float], list[float]]:
-    """(mean response loss, response token accuracy) per row."""
-    batch = {k: v.to(model.device) for k, v in collate(tok, messages, max_len).items()}
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logits = logits.float()[:, :-1]
-    labels = batch["labels"][:, 1:]
-    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels,
-                                            ignore_index=IGNORE, reduction="none")
-    mask = labels != IGNORE
-    counts = mask.sum(1).clamp(min=1)
-    hits = ((logits.argmax(-1) == labels) & mask).sum(1)
-    return (nll.sum(1) / counts).tolist(), (hits / counts).tolist()
 
 
 @torch.inference_mode()

@@ -11,15 +11,23 @@ category. The selection of a cell is the strategy's, drawn with the cell's seed.
 
 from __future__ import annotations
 
+import json
 import logging
+import pickle
 from pathlib import Path
 
 import pyarrow as pa
 
 from instructmix.augment.augment_stage import augment_selection, augment_tools
 from instructmix.cluster.sweep import run_trials
-from instructmix.config import RunConfig, TrainConfig
-from instructmix.experiments.table import SCORES, aggregate, markdown_table
+from instructmix.config import PICKED, RunConfig, TrainConfig
+from instructmix.experiments.table import (
+    SCORES,
+    aggregate,
+    markdown_table,
+    paired_differences,
+    paired_table,
+)
 from instructmix.experiments.trial import TrialSpec, fine_tune_and_score, in_process
 from instructmix.layout import AUGMENT, COMPARE, POOL, RunLayout
 from instructmix.selectors.select_stage import choose_for, write_train_rows
@@ -48,6 +56,7 @@ class Arms:
         self.pool = layout.read_pool()
         self.sets = layout.writable(COMPARE.sets)
         self.tools: dict = {}
+        self.candidates = None  # built for the first picked arm
 
     def cell(self, spec: str, seed: int) -> tuple[TrialSpec, dict]:
         cfg, name = self.cfg, f"{spec}-s{seed}"
@@ -55,11 +64,17 @@ class Arms:
         curriculum = "dependency" if "curriculum" in extras else "none"
         choice = choose_for(cfg, self.layout, self.pool, strategy, curriculum, seed)
         train_file = self.sets / f"{name}.parquet"
-        summary = write_train_rows(self.pool, choice, train_file)
-        meta = {"strategy": spec, "seed": seed, "counts": summary["per_category"],
-                "selected_tokens": summary["tokens"]}
-        train = trial_train(cfg)
         aug = cfg.compare.augmentation(spec)
+        whole_run = choice.stream is not None and not aug  # every pass laid out: train once
+        summary = write_train_rows(self.pool, choice, train_file, stream=whole_run)
+        meta = {"strategy": spec, "seed": seed, "counts": summary["per_category"],
+                "selected_tokens": summary["tokens"], "whole_run_curriculum": whole_run}
+        train, picker_file = trial_train(cfg), None
+        if whole_run:
+            train = in_process(train, epochs=1)
+        if strategy in PICKED:
+            picker_file, train = self._picked(strategy, seed, self.sets / f"{name}.picker.pkl")
+            meta["picked_steps"] = train.max_steps
         if aug:
             meta.update(self._augment(self.pool.take(pa.array(choice.order)).to_pylist(), aug,
                                       seed, self.sets / name))
@@ -68,8 +83,22 @@ class Arms:
         meta["global_batch"] = train.micro_batch_size
         trial = TrialSpec(name, seed, str(train_file), str(self.layout.path(POOL.eval)),
                           self.layout.model_path(), train, generate=True,
-                          max_new_tokens=cfg.eval.max_new_tokens)
+                          max_new_tokens=cfg.eval.max_new_tokens, picker_file=picker_file)
         return trial, meta
+
+    def _picked(self, strategy: str, seed: int, path: Path) -> tuple[str, TrainConfig]:
+        """A picked arm's pickled picker (over every usable row) and its train settings:
+        the steps the budget buys a static arm."""
+        from instructmix.experiments.target import picker_for
+        from instructmix.selectors.rl.candidates import Candidates
+
+        if self.candidates is None:
+            self.candidates = Candidates.from_run(self.cfg, self.layout)
+        picker, steps = picker_for(self.cfg, self.layout, strategy, seed, self.candidates)
+        with open(path, "wb") as f:
+            pickle.dump(picker, f)
+        train = trial_train(self.cfg)
+        return str(path), in_process(train, max_steps=steps, epochs=max(train.epochs, steps))
 
     def _augment(self, rows: list[dict], kind: str, seed: int, root: Path) -> dict:
         """A cell's training set becomes its selection's `kind` augmentation, token-matched
@@ -81,6 +110,18 @@ class Arms:
         return {"augment": {k: stats[k] for k in ("kind", "rows_in", "items", "rejected",
                                                   "matched_items", "matched_tokens")},
                 "counts": stats["matched_per_category"]}
+
+
+def _cell(meta: dict, done: dict, keys: tuple) -> dict:
+    """A cell's record; a picked arm's counts are the rows it trained on, by category."""
+    cell = dict(meta, **{k: done[k] for k in keys if done.get(k) is not None})
+    if cell.get("picked"):
+        cell["picked"] = json.loads(cell["picked"])
+        cell["counts"] = {}
+        for window in cell["picked"]:
+            for c, n in window["counts"].items():
+                cell["counts"][c] = cell["counts"].get(c, 0) + n
+    return cell
 
 
 def run_compare(cfg: RunConfig, layout: RunLayout) -> dict:
@@ -98,12 +139,17 @@ def run_compare(cfg: RunConfig, layout: RunLayout) -> dict:
         raise RuntimeError(f"compare: trials failed: {[f['trial'] for f in failed]} "
                            f"(logs under {tune_dir}; re-run the stage to retry them)")
     by_name = {d["trial"]: d for d in done}
-    keys = (*SCORES, "steps", "train_tokens", "seconds", "by_depth", "by_complexity")
-    results = [dict(meta[t.name], **{k: by_name[t.name][k] for k in keys
-                                     if k in by_name[t.name]}) for t in trials]
+    keys = (*SCORES, "steps", "train_tokens", "seconds", "by_depth", "by_complexity", "picked")
+    results = [_cell(meta[t.name], by_name[t.name], keys) for t in trials]
     agg = aggregate(results)
-    layout.write_json(COMPARE.results, {"cells": results, "strategies": agg})
-    layout.write_text(COMPARE.table, markdown_table(agg))
-    log.info("compare:\n%s", markdown_table(agg))
+    baseline = "iid" if "iid" in agg else next(iter(agg))
+    paired = {m: paired_differences(results, baseline, m) for m in ("exact_match",
+                                                                    "token_accuracy")}
+    layout.write_json(COMPARE.results, {"cells": results, "strategies": agg,
+                                        "paired": dict(paired, baseline=baseline)})
+    text = markdown_table(agg) + "".join("\n" + paired_table(p, baseline, m)
+                                         for m, p in paired.items() if p)
+    layout.write_text(COMPARE.table, text)
+    log.info("compare:\n%s", text)
     return {n: {m: round(a[f"macro_{m}"]["mean"], 4) for m in ("exact_match", "token_accuracy")
                 if a[f"macro_{m}"]} for n, a in agg.items()}

@@ -12,6 +12,13 @@ Writes (see `PROBE` in instructmix.layout): every trial (mixture, scores, second
 failure), Γ from the interventions (or from the regression for design b) with CIs, the
 regression estimate on all probes and sign recovery when the pool has a ground truth; the
 dependency DAG and tiers; the validation ids; the RegMix fit; what the probes cost.
+
+Dependencies (`probes.dependencies`): "order" (default) runs a second Tune sweep of order
+probes (`instructmix.probes.order`: j's rows then i's against a neutral mix then i's, same
+warm start per seed) for the pairs with γ_ij > 0 and takes the DAG from them; without the
+intervention design or without such a pair it falls back to the asymmetry of Γ and says so
+in the DAG's notes. Their trials are listed in the probes' record, their tokens and seconds
+counted in the cost.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ from instructmix.config import ProbesConfig, RunConfig
 from instructmix.experiments.trial import TrialSpec, fine_tune_and_score, in_process
 from instructmix.layout import POOL, PROBE, RunLayout
 from instructmix.probes.design import base_mixture, plan, split_validation
-from instructmix.probes.estimate import estimate
+from instructmix.probes.estimate import Estimates, estimate, order_dependencies
+from instructmix.probes.order import candidates, plan_order
 from instructmix.runtime import fail_trial
 
 log = logging.getLogger("instructmix")
@@ -60,8 +68,10 @@ class ProbeSets:
         return str(self.layout.writable(PROBE.warm) / f"s{s % pc.seeds}")
 
     def trial(self, name: str, seed: int, rows: np.ndarray, model: str, train,
-              save_to: str | None = None) -> TrialSpec:
-        order = np.random.default_rng([self.cfg.seed, 99, seed]).permutation(rows)
+              save_to: str | None = None, shuffle: bool = True) -> TrialSpec:
+        """The trial of `rows`, shuffled (seeded), or in the given order."""
+        order = (np.random.default_rng([self.cfg.seed, 99, seed]).permutation(rows)
+                 if shuffle else np.asarray(rows))
         path = self.dir / f"{name}.parquet"
         pq.write_table(self.pool.take(pa.array(order)), path)
         marker = self.layout.stage_dir("probe") / f"failed-once-{name}"
@@ -110,18 +120,68 @@ def _records(probes: list[dict], done: list[dict], cats: np.ndarray) -> list[dic
     return records
 
 
+def _write_validation(layout: RunLayout, pool, valid: np.ndarray) -> None:
+    layout.write_json(PROBE.validation_ids, [i for i, v in zip(pool.column("id").to_pylist(),
+                                                                valid, strict=True) if v])
+
+
+def _fallback(est: Estimates, why: str) -> list[dict]:
+    note = f"estimator: asymmetry of Γ instead of the order probes ({why})"
+    est.dependencies["notes"].append(note)
+    est.dependencies["estimator_requested"] = "order"
+    log.info("probes: %s", note)
+    return []
+
+
+def _order_probes(cfg: RunConfig, sets: ProbeSets, est: Estimates, names: list[str],
+                  cats: np.ndarray, usable: np.ndarray, train) -> list[dict]:
+    """Order probes, both directions, of the pairs with γ_ij > 0 or γ_ji > 0 (one Tune
+    sweep, each seed's probes from that seed's warm start); replaces `est`'s DAG with
+    theirs. Returns their records."""
+    pc = cfg.probes
+    if pc.dependencies != "order":
+        return []
+    if pc.design == "random" or est.gamma is None or est.gamma.method != "intervention":
+        return _fallback(est, "order probes need the intervention design: probes.design "
+                         f"is {pc.design!r}")
+    pairs, notes = candidates(est.gamma.gamma, est.gamma.delta, names, pc.max_order_pairs)
+    probes, plan_notes = plan_order(cats, usable, pc, cfg.seed, pairs)
+    if not probes:
+        return _fallback(est, "no pair with γ_ij > 0 to order-probe")
+    one_pass = in_process(train, epochs=1)  # the plan lays out the passes in order
+    trials = [sets.trial(p["name"], p["seed"], p["rows"], sets.start(p["seed"]), one_pass,
+                         shuffle=False) for p in probes]
+    log.info("probes: %d order-probe trials for %d directed pairs (%d seeds)", len(trials),
+             len(pairs), pc.seeds)
+    by_name = {d["trial"]: d for d in _sweep("order", trials, sets.layout, pc)}
+    records = [dict({k: v for k, v in p.items() if k != "rows"}, rows=len(p["rows"]),
+                    **{k: by_name.get(p["name"], {}).get(k) for k in _KEPT}) for p in probes]
+    new = order_dependencies(est, pairs, records, names, pc,
+                             sets.layout.read_json(POOL.ground_truth, None),
+                             [*notes, *plan_notes])
+    est.dependencies, est.summary = new.dependencies, new.summary
+    return records
+
+
+_KEPT = ("loss", "token_accuracy", "steps", "train_tokens", "seconds")
+
+
 def run_probes(cfg: RunConfig, layout: RunLayout) -> dict:
-    if not cfg.needs_probes:
+    if not cfg.held_out:
         layout.write_json(PROBE.skipped, {"reason": "no strategy needs probes"})
         return {"skipped": "no strategy in select/compare needs probes"}
     pc, pool = cfg.probes, layout.read_pool()
     cats = np.asarray(pool.column("category").to_pylist(), dtype=object)
     valid = split_validation(cats, pc.valid_per_category, cfg.seed)
+    if not cfg.needs_probes:  # only the held-out rows (RAISE's rewards)
+        _write_validation(layout, pool, valid)
+        layout.write_json(PROBE.skipped, {"reason": "no strategy needs probes; only the "
+                                          "held-out validation rows are written"})
+        return {"skipped": "no strategy needs probes", "held_out": int(valid.sum())}
     names = sorted(set(cats[~valid]))
     if len(names) < 2:
         raise ValueError(f"probes need at least 2 categories in the pool, found {names}")
-    layout.write_json(PROBE.validation_ids, [i for i, v in zip(pool.column("id").to_pylist(),
-                                                                valid, strict=True) if v])
+    _write_validation(layout, pool, valid)
     sets, train = ProbeSets(cfg, layout, pool, valid), probe_train(cfg)
     probes, notes = plan(cats, ~valid, pc, cfg.seed)
     warm_done = _warm_start(cfg, sets, cats, ~valid, train)
@@ -142,9 +202,16 @@ def run_probes(cfg: RunConfig, layout: RunLayout) -> dict:
     est = estimate(records, names, pc, layout.read_json(POOL.ground_truth, None))
     layout.write_json(PROBE.regression, est.regression_shares)
     layout.write_json(PROBE.interactions, est.interactions)
+    ordered = _order_probes(cfg, sets, est, names, cats, ~valid, train)
+    if ordered:
+        layout.write_json(PROBE.probes, {"trials": records, "order_trials": ordered,
+                                         "failed": failed, "notes": notes,
+                                         "categories": names, "train": train.model_dump()})
     layout.write_json(PROBE.dependencies, est.dependencies)
-    spent = records + warm_done
+    spent = records + warm_done + ordered
     cost = {"probe_trials": len(records), "warm_start_trials": pc.seeds if warm_done else 0,
+            "order_trials": len(ordered),
+            "order_train_tokens": int(sum(r["train_tokens"] or 0 for r in ordered)),
             "probe_train_tokens": int(sum(r["train_tokens"] or 0 for r in spent)),
             "probe_trial_seconds": round(sum(r["seconds"] or 0 for r in spent), 1)}
     layout.write_json(PROBE.cost, cost)

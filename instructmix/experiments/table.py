@@ -78,6 +78,49 @@ def table_rows(agg: dict) -> list[list[str]]:
     return rows
 
 
+def paired_differences(cells: list[dict], baseline: str, metric: str = "exact_match",
+                       level: float = 0.95) -> dict:
+    """Per arm: its macro `metric` minus the baseline's, paired by seed, with the mean and a
+    Student-t interval over the seeds both ran (`beats`/`loses`: the interval excludes 0)."""
+    from scipy.stats import t
+
+    macro = {(c["strategy"], c["seed"]): _macro(c, metric) for c in cells}
+    out = {}
+    for name in dict.fromkeys(c["strategy"] for c in cells):
+        if name == baseline:
+            continue
+        seeds = sorted(s for (a, s), v in macro.items() if a == name and v is not None
+                       and macro.get((baseline, s)) is not None)
+        diffs = [macro[(name, s)] - macro[(baseline, s)] for s in seeds]
+        if not diffs:
+            continue
+        mean = float(np.mean(diffs))
+        half = (float(t.ppf((1 + level) / 2, len(diffs) - 1) * np.std(diffs, ddof=1)
+                      / np.sqrt(len(diffs))) if len(diffs) > 1 else float("inf"))
+        out[name] = {"seeds": seeds, "differences": diffs, "mean": mean, "lo": mean - half,
+                     "hi": mean + half, "level": level, "beats": mean - half > 0,
+                     "loses": mean + half < 0}
+    return out
+
+
+def paired_table(paired: dict, baseline: str, metric: str = "exact_match") -> str:
+    """The paired differences as markdown, with what they mean."""
+    if not paired:
+        return ""
+    level = next(iter(paired.values()))["level"]
+    lines = [f"Paired differences of macro {metric.replace('_', ' ')} against {baseline}, per "
+             f"seed, with the mean and a {level:.0%} t-interval over the seeds:", "",
+             f"| arm − {baseline} | per seed | mean | {level:.0%} interval | verdict |",
+             "|---|---|---|---|---|"]
+    for name, p in paired.items():
+        verdict = ("beats" if p["beats"] else "loses to" if p["loses"] else
+                   "not distinguishable from")
+        per_seed = ", ".join(f"{d:+.3f}" for d in p["differences"])
+        lines.append(f"| {name} | {per_seed} | {p['mean']:+.3f} | [{p['lo']:+.3f}, "
+                     f"{p['hi']:+.3f}] | {verdict} {baseline} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown_table(agg: dict) -> str:
     names = list(agg)
     head = "| category | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"

@@ -8,7 +8,9 @@ response loss and token accuracy on `eval_file` (probes) and, with `generate`, e
 
 from __future__ import annotations
 
+import json
 import os
+import pickle
 import time
 from dataclasses import asdict, dataclass
 
@@ -30,6 +32,7 @@ class TrialSpec:
     generate: bool = False  # also generate answers and score exact match
     max_new_tokens: int = 16
     save_to: str | None = None  # write the trained model there (HF format)
+    picker_file: str | None = None  # a pickled BatchPicker choosing every batch
     fail_once: str | None = None  # testing: fail once, leaving this marker file
 
     def to_dict(self) -> dict:
@@ -75,9 +78,13 @@ def fine_tune_and_score(config: dict) -> None:
         open(spec.fail_once, "w").close()
         raise RuntimeError(f"fault injection: trial {spec.name} fails once")
     t0 = time.time()
-    table = pq.read_table(spec.train_file)
-    engine, tok, state = sft(LoopSpec(spec.model_path, spec.train, spec.seed, table.num_rows),
-                             InProcessContext(table))
+    table, picker = pq.read_table(spec.train_file), None
+    if spec.picker_file:
+        with open(spec.picker_file, "rb") as f:
+            picker = pickle.load(f)
+    rows = len(picker) if picker is not None else table.num_rows
+    engine, tok, state = sft(LoopSpec(spec.model_path, spec.train, spec.seed, rows,
+                                      picker=picker), InProcessContext(table))
     train_s = time.time() - t0
     model = engine._module().eval()
     if spec.save_to:
@@ -94,4 +101,7 @@ def fine_tune_and_score(config: dict) -> None:
                  "steps": state["steps"], "train_tokens": last.get("tokens", 0),
                  "train_seconds": train_s, "seconds": time.time() - t0,
                  "final_train_loss": last.get("loss"),
+                 # a JSON string: Tune's loggers take numbers and dicts, not lists of dicts
+                 "picked": (json.dumps(picker.picked_by_window(state["batch_ids"]))
+                            if picker is not None else None),
                  **{k: summary[k] for k in ("by_depth", "by_complexity") if k in summary}})

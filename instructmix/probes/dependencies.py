@@ -9,7 +9,8 @@ The edge weight is the asymmetry γ_ij − γ_ji. NaN entries (unidentified rows
 edge. With threshold ≥ 0, (3) keeps at most one direction per pair, but longer cycles can
 remain: while any exist, the weakest edge lying on a cycle (smallest weight, ties broken by
 (base, dependent) names) is removed and recorded in `removed`. The result does not depend
-on the order of `categories`.
+on the order of `categories`. `dag_from_edges` (cycle removal and tiers) also serves the
+order-probe estimator (`instructmix.probes.order`).
 
 Tiers: no incoming but some outgoing edges → "base"; incoming and outgoing → "middle";
 only incoming → "dependent"; isolated categories → "middle", so a curriculum leaves them in
@@ -86,7 +87,15 @@ def infer_dag(gamma, categories: list[str], lo=None, threshold: float = 0.1) -> 
     nan_rows = [cats[i] for i in range(c) if np.isnan(g[i]).all()]
     if nan_rows:
         notes.append(f"unidentified (NaN) rows get no edge in or out: {nan_rows}")
-    edges.sort(key=lambda e: (e[0], e[1]))
+    return dag_from_edges(cats, edges, threshold, notes)
+
+
+def dag_from_edges(categories: list[str], edges: list[tuple[str, str, float]],
+                   threshold: float, notes: list[str] | None = None) -> Dag:
+    """The DAG of candidate edges (base, dependent, weight) of any estimator: while cycles
+    remain, the weakest edge on one is removed (recorded in `removed`); then the tiers."""
+    cats = list(categories)
+    edges = sorted(edges, key=lambda e: (e[0], e[1]))
     removed = []
     while True:
         r = _reach(cats, edges)
@@ -102,4 +111,4 @@ def infer_dag(gamma, categories: list[str], lo=None, threshold: float = 0.1) -> 
     has_in = {d for _, d, _ in edges}
     has_out = {b for b, _, _ in edges}
     tiers = {x: _tier(x in has_in, x in has_out) for x in cats}
-    return Dag(cats, edges, removed, tiers, threshold, notes)
+    return Dag(cats, edges, removed, tiers, threshold, list(notes or []))

@@ -41,6 +41,7 @@ RC = {
     "ytick.labelsize": 8.0,
 }
 COLOURS = matplotlib.colormaps["tab10"].colors
+MANY_COLOURS = matplotlib.colormaps["tab20"].colors  # stacks of more than 10 series
 BAR = "#4a7ebb"
 
 
@@ -167,21 +168,33 @@ def grouped_bars(groups, series: dict, *, title: str, xlabel: str, ylabel: str,
         return to_svg(fig, title)
 
 
-def line_chart(series: dict, *, title: str, xlabel: str, ylabel: str) -> str:
-    """Lines (name -> (xs, ys)); points with a missing x or y are dropped; "no data" when
-    nothing is left."""
+def _finite_points(xs, ys) -> list[tuple[float, float]]:
+    pts = [(finite(a), finite(b)) for a, b in zip(xs, ys, strict=True)]
+    return [(a, b) for a, b in pts if a is not None and b is not None]
+
+
+def line_chart(series: dict, *, title: str, xlabel: str, ylabel: str,
+               points: dict | None = None) -> str:
+    """Lines (name -> (xs, ys)), and unjoined markers (`points`: name -> (xs, ys)); points
+    with a missing x or y are dropped; "no data" when nothing is left."""
     with plotting(8.0, 3.0) as fig:
         ax = fig.add_subplot()
         drawn = 0
         for k, (name, (xs, ys)) in enumerate(series.items()):
-            pts = [(finite(a), finite(b)) for a, b in zip(xs, ys, strict=True)]
-            pts = [(a, b) for a, b in pts if a is not None and b is not None]
+            pts = _finite_points(xs, ys)
             if not pts:
                 continue
             px, py = zip(*pts, strict=True)
             ax.plot(px, py, label=str(name), color=COLOURS[k % len(COLOURS)], lw=1.5,
                     marker="o" if len(pts) < 3 else None, markersize=4)
             drawn += 1
+        for k, (name, (xs, ys)) in enumerate((points or {}).items(), len(series)):
+            pts = _finite_points(xs, ys)
+            if pts:
+                px, py = zip(*pts, strict=True)
+                ax.scatter(px, py, s=14, label=str(name), color=COLOURS[k % len(COLOURS)],
+                           alpha=0.75, zorder=3)
+                drawn += 1
         if drawn:
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
         else:
@@ -190,4 +203,30 @@ def line_chart(series: dict, *, title: str, xlabel: str, ylabel: str) -> str:
         _plain_axis(ax.xaxis)
         _plain_axis(ax.yaxis)
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        return to_svg(fig, title)
+
+
+def stacked_bars(groups, series: dict, *, title: str, xlabel: str, ylabel: str,
+                 legend_title: str) -> str:
+    """One bar per label of `groups`, stacked from the series (name -> values, in order,
+    first at the bottom; a missing value stacks nothing); "no data" without groups."""
+    groups = [str(g) for g in groups]
+    with plotting(min(11.0, max(7.0, 0.45 * len(groups) + 4.0)), 3.6) as fig:
+        ax = fig.add_subplot()
+        x = np.arange(len(groups))
+        bottom = np.zeros(len(groups))
+        colours = COLOURS if len(series) <= len(COLOURS) else MANY_COLOURS
+        for k, (name, values) in enumerate(series.items()):
+            v = np.array([finite(a) or 0.0 for a in values], dtype=float).reshape(-1)
+            ax.bar(x, v, 0.8, bottom=bottom, label=str(name),
+                   color=colours[k % len(colours)], edgecolor="white", linewidth=0.5)
+            bottom = bottom + v
+        if not groups:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        _ticks(ax, x, groups)
+        _plain_axis(ax.yaxis)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+        if series and groups:
+            ax.legend(title=legend_title, loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                      reverse=True)
         return to_svg(fig, title)

@@ -23,6 +23,8 @@ from instructmix.report.mix import dag_section, gamma_section, mixture_section
 from instructmix.report.overview import config_section, headline, stage_seconds, timings_section
 from instructmix.report.page import render_page
 from instructmix.report.pool import ground_truth_section, pool_section
+from instructmix.report.raise_section import TITLE as RAISE_TITLE
+from instructmix.report.raise_section import raise_json, raise_section
 from instructmix.report.training import selection_section, training_section
 
 log = logging.getLogger("instructmix")
@@ -53,6 +55,7 @@ def build_sections(data: RunData, cfg: RunConfig) -> list[dict]:
         ("Interaction matrix Γ", lambda: gamma_section(data)),
         ("Dependency DAG", lambda: dag_section(data)),
         ("Mixture", lambda: mixture_section(data)),
+        (RAISE_TITLE, lambda: raise_section(data, strategy)),
         ("Training (final run)", lambda: training_section(data)),
         (f"Selection ({strategy})", lambda: selection_section(data, strategy)),
         ("Data pool", lambda: pool_section(data)),
@@ -83,6 +86,7 @@ def report_json(cfg: RunConfig, data: RunData, head: dict, generated_at: str) ->
         "mixture": data.mixture,
         "compare": data.compare,
         "augment": data.augment,
+        "policy": raise_json(data),
         "missing": data.missing,
         "problems": data.problems,
         "generated_at": generated_at,

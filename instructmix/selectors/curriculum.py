@@ -58,6 +58,16 @@ def dependency_curriculum(categories_of_items: list[str], tiers: dict[str, str],
     return [int(i) for i in np.concatenate(order)]
 
 
+def whole_run(categories_of_items: list[str], tiers: dict[str, str], bias: float,
+              seed: int, epochs: int) -> list[int]:
+    """The curriculum over a whole run of `epochs` passes: the passes' items laid out as one
+    stream (every item `epochs` times) and ordered in three phases over all of it, so phase
+    1 is the start of training, not of every epoch. Indices into `categories_of_items`."""
+    n = len(categories_of_items)
+    order = dependency_curriculum(list(categories_of_items) * epochs, tiers, bias, seed)
+    return [i % n for i in order]
+
+
 def shuffled(n: int, seed: int = 0) -> list[int]:
     """Uniform random order of n items (the `none` curriculum ablation)."""
     return [int(i) for i in np.random.default_rng(seed).permutation(n)]

@@ -32,7 +32,8 @@ def choose_for(cfg: RunConfig, run: RunLayout, pool: pa.Table, strategy: str, cu
                seed: int) -> Choice:
     cats = np.asarray(pool.column("category").to_pylist(), dtype=object)
     return choose(strategy, curriculum, cats, np.asarray(pool.column("n_tokens")),
-                  usable_rows(pool, run), cfg.select, run, seed)
+                  usable_rows(pool, run), cfg.select, run, seed, cfg.train.max_seq_len,
+                  cfg.train.epochs)
 
 
 def selection_table(pool: pa.Table, choice: Choice) -> pa.Table:
@@ -44,11 +45,13 @@ def selection_table(pool: pa.Table, choice: Choice) -> pa.Table:
                      "position": position, "reason": choice.reasons})
 
 
-def write_train_rows(pool: pa.Table, choice: Choice, path: Path) -> dict:
-    """The selected rows in training order, to `path`; returns counts."""
+def write_train_rows(pool: pa.Table, choice: Choice, path: Path, stream: bool = False
+                     ) -> dict:
+    """The selected rows in training order (one pass; with `stream`, every pass of the run
+    as the curriculum laid them out), to `path`; returns counts of the selection."""
     order = choice.order
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pool.take(pa.array(order)), path)
+    pq.write_table(pool.take(pa.array(choice.stream if stream else order)), path)
     tokens = int(np.asarray(pool.column("n_tokens"))[order].sum())
     held = sum(r.startswith("held out") for r in choice.reasons)
     return {"selected": int(len(order)), "pool": pool.num_rows, "held_out": held,
@@ -63,11 +66,14 @@ def run_select(cfg: RunConfig, layout: RunLayout) -> dict:
         raise ValueError(f"select.budget={sc.budget} {sc.budget_unit} selects no row")
     layout.write_table(SELECT.selection, selection_table(pool, choice))
     summary = write_train_rows(pool, choice, layout.writable(SELECT.train))
+    if choice.stream is not None:
+        write_train_rows(pool, choice, layout.writable(SELECT.stream), stream=True)
     mixture = dict(choice.mixture, selected=summary["selected"], tokens=summary["tokens"])
     if "tiers" in mixture:
         cats = pool.column("category").to_pylist()
-        mixture["phases"] = phase_shares(list(range(len(choice.order))),
-                                         [cats[i] for i in choice.order], mixture["tiers"])
+        run = choice.order if choice.stream is None else choice.stream
+        mixture["phases"] = phase_shares(list(range(len(run))), [cats[i] for i in run],
+                                         mixture["tiers"])
     layout.write_json(SELECT.mixture, mixture)
     log.info("select (%s, curriculum %s): %d of %d rows, %d tokens", sc.strategy,
              sc.curriculum, summary["selected"], summary["pool"], summary["tokens"])

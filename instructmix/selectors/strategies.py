@@ -11,6 +11,10 @@ held out to score the probes.
   score `regmix_samples` random Dirichlet mixtures at the budget, take the mean of the best
   1% (as RegMix averages its top mixtures), round to counts.
 - milp: Beyond IID EE-CPO on python-mip with Γ from the probes (`mixture.py`).
+- ifd: the budget's rows of highest instruction-following difficulty (`ifd.py`).
+- full: every usable row (the full-data baseline; ignores the budget).
+- selfpaced, raise: every usable row is a candidate; the batches are picked while training
+  (`rl/picker.py`), for the steps the budget buys a static strategy.
 With `budget_unit=tokens`, mixture strategies turn a share of the token budget into items
 with the category's mean tokens per item (so the token total is met on average).
 """
@@ -23,7 +27,7 @@ import numpy as np
 
 from instructmix.config import SelectConfig
 from instructmix.layout import PROBE, Artifact, RunLayout
-from instructmix.selectors.curriculum import dependency_curriculum, shuffled
+from instructmix.selectors.curriculum import dependency_curriculum, shuffled, whole_run
 from instructmix.selectors.iid import iid_order
 from instructmix.selectors.mixture import (
     MixtureProblem,
@@ -32,12 +36,29 @@ from instructmix.selectors.mixture import (
     solve_mixture,
 )
 
+WHOLE_POOL = ("full", "selfpaced", "raise")  # train on (or pick batches from) every row
+
+
+def ifd_top(run: RunLayout, usable: np.ndarray, n_tokens: np.ndarray, sc: SelectConfig,
+            max_len: int) -> np.ndarray:
+    """The budget's top rows by IFD under the start model, in ranking order."""
+    from instructmix.selectors.ifd import ifd_ranking, ifd_scores
+
+    rows = np.flatnonzero(usable)
+    pool = run.read_pool()
+    messages = pool.column("messages").take(rows).to_pylist()
+    ranked = rows[ifd_ranking(ifd_scores(run.model_path(), messages, max_len))]
+    if sc.budget_unit == "items":
+        return ranked[: sc.budget]
+    return ranked[np.cumsum(n_tokens[ranked]) <= sc.budget]
+
 
 @dataclass
 class Choice:
-    order: np.ndarray  # pool row indices in training order
+    order: np.ndarray  # pool row indices in training order (one pass)
     reasons: list[str]  # one per pool row
     mixture: dict = field(default_factory=dict)  # counts and solver facts
+    stream: np.ndarray | None = None  # the dependency curriculum over every pass of a run
 
 
 def largest_remainder(shares: np.ndarray, total: int, cap: np.ndarray) -> np.ndarray:
@@ -149,8 +170,11 @@ def regmix_counts(sc: SelectConfig, names: list[str], available: np.ndarray, bud
 
 
 def choose(strategy: str, curriculum: str, cats: np.ndarray, n_tokens: np.ndarray,
-           usable: np.ndarray, sc: SelectConfig, run: RunLayout, seed: int) -> Choice:
-    """Pick and order rows of the pool (`usable` rows only)."""
+           usable: np.ndarray, sc: SelectConfig, run: RunLayout, seed: int,
+           max_len: int = 128, epochs: int = 1) -> Choice:
+    """Pick and order rows of the pool (`usable` rows only); `max_len` is the sequence
+    length the ifd strategy scores with; with the dependency curriculum and `epochs` > 1
+    the choice also holds the whole run's stream (`Choice.stream`)."""
     names = sorted(set(cats[usable]))
     available = np.array([int(((cats == c) & usable).sum()) for c in names])
     tokens = np.array([n_tokens[(cats == c) & usable].mean() for c in names])
@@ -161,6 +185,11 @@ def choose(strategy: str, curriculum: str, cats: np.ndarray, n_tokens: np.ndarra
     if strategy == "iid":
         rows = np.flatnonzero(usable)
         picked = rows[iid_order(n_tokens[rows], sc.budget, sc.budget_unit, seed)]
+    elif strategy in WHOLE_POOL:
+        picked = np.flatnonzero(usable)
+    elif strategy == "ifd":
+        picked = ifd_top(run, usable, n_tokens, sc, max_len)
+        info["ifd"] = "IFD = exp(loss with instruction - loss without) under the start model"
     else:
         if strategy == "proportional":
             counts = largest_remainder(available, budget_items, available)
@@ -178,27 +207,42 @@ def choose(strategy: str, curriculum: str, cats: np.ndarray, n_tokens: np.ndarra
     per_cat = {str(c): int(n) for c, n in zip(sel_cats, sel_counts, strict=True)}
     info["counts"] = {c: per_cat.get(c, 0) for c in names}
     info["available"] = dict(zip(names, available.tolist(), strict=True))
+    stream = None
     if curriculum == "dependency":
         tiers = _load(run, PROBE.dependencies)["tiers"]
         perm = dependency_curriculum(list(cats[picked]), tiers, sc.curriculum_bias, seed)
         info["tiers"] = tiers
+        if epochs > 1 and len(picked):
+            stream = picked[whole_run(list(cats[picked]), tiers, sc.curriculum_bias, seed,
+                                      epochs)]
+            info["stream_epochs"] = epochs
     else:
         perm = shuffled(len(picked), seed)
     order = picked[np.asarray(perm, dtype=int)] if len(picked) else picked
+    reasons = _reasons(strategy, cats, usable, order, info["counts"], sc)
+    return Choice(order, reasons, info, stream)
+
+
+def _reasons(strategy: str, cats: np.ndarray, usable: np.ndarray, order: np.ndarray,
+             counts: dict, sc: SelectConfig) -> list[str]:
+    """Why each pool row is selected or not."""
     chosen = np.zeros(len(cats), dtype=bool)
     chosen[order] = True
     reasons = []
     for k, c in enumerate(cats):
-        n = info["counts"].get(c, 0)
+        n = counts.get(c, 0)
         if not usable[k]:
             reasons.append("held out: scores the probes (never trained on)")
+        elif strategy in WHOLE_POOL:
+            reasons.append("full: every usable row" if strategy == "full" else
+                           f"{strategy}: a candidate; batches are picked while training")
         elif chosen[k]:
             reasons.append(f"{strategy}: one of {n} items of {c!r} in the mixture"
-                           if strategy != "iid" else "iid: uniform random sample")
-        elif strategy == "iid":
-            reasons.append(f"iid: outside the budget of {sc.budget} {sc.budget_unit}")
+                           if strategy not in ("iid", "ifd") else f"{strategy}: in the budget")
+        elif strategy in ("iid", "ifd"):
+            reasons.append(f"{strategy}: outside the budget of {sc.budget} {sc.budget_unit}")
         elif n == 0:
             reasons.append(f"{strategy}: category {c!r} gets 0 items in the mixture")
         else:
             reasons.append(f"{strategy}: beyond the {n} items of {c!r} in the mixture")
-    return Choice(order, reasons, info)
+    return reasons

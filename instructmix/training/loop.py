@@ -5,6 +5,11 @@ Data order: every worker reads the whole (ordered) selection and takes its slice
 global batch (rank r gets rows [r*B, (r+1)*B) of global batch t), so the global order the
 select stage wrote — shuffled or a curriculum — is exactly the order of training. The last
 incomplete global batch of an epoch is dropped.
+
+With a `picker` (RAISE, self-paced), batches are chosen while training instead: at every
+step each worker asks the picker (which may score rows with the current model, all workers
+together), rank 0's choice is broadcast, and every worker takes its slice of that batch.
+The ids of every batch are then always logged.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from instructmix.cluster import quiet_progress
 from instructmix.config import TrainConfig
@@ -99,6 +105,18 @@ class LoopSpec:
     seed: int
     rows: int
     fail_at_step: int | None = None
+    picker: Any = None  # chooses each global batch (see `_picked_stream`); None: the order
+
+
+def _broadcast(value, world: int):
+    """Rank 0's `value` on every worker."""
+    if world == 1:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def train_loop(config: dict) -> None:
@@ -173,35 +191,72 @@ def _checkpoint(ctx, engine, state: dict, step: int) -> None:
         ctx.report(dict(history[-1]) if history else {"step": step}, d)
 
 
+def _ordered_stream(ctx, global_batch: int, steps_per_epoch: int, step: int):
+    """(epoch, batch) of the ordered rows from `step` on, epoch after epoch."""
+    while True:
+        epoch, skip = divmod(step, steps_per_epoch)
+        for k, batch in enumerate(ctx.global_batches(global_batch)):
+            if k < skip:
+                continue
+            yield epoch, batch
+            step += 1
+            if (k + 1) == steps_per_epoch:
+                break
+
+
+def _picked_stream(spec: LoopSpec, ctx, measure, step: int, total: int):
+    """(0, batch) chosen by `spec.picker` at each step: `choose(step, total, measure)` on
+    every worker (`measure(messages)` -> losses is collective), rank 0's positions broadcast,
+    then `commit(positions)` everywhere so every picker keeps the same state. After the
+    last step the loop calls `finish(step, measure)` (the last reward)."""
+    picker = spec.picker
+    while True:
+        positions = _broadcast(picker.choose(step, total, measure), ctx.world)
+        picker.commit(positions)
+        yield 0, picker.batch(positions)
+        step += 1
+
+
 def _run_steps(spec: LoopSpec, ctx, engine, tokenizer, step: int, state: dict) -> None:
     from instructmix.training.collate import as_messages, collate
+    from instructmix.training.response import worker_losses
 
     tc, rank, world = spec.train, ctx.rank, ctx.world
     B, (steps_per_epoch, total) = tc.micro_batch_size, _total_steps(spec, world)
-    window = _Window(world)
-    while step < total:
-        epoch, skip = divmod(step, steps_per_epoch)
-        for k, batch in enumerate(ctx.global_batches(B * world)):
-            if k < skip:
-                continue
-            if tc.log_batch_ids and rank == 0:
-                state["batch_ids"].append([str(i) for i in batch["id"]])
-            rows = batch["messages"][rank * B : (rank + 1) * B]
-            inputs = collate(tokenizer, [as_messages(m) for m in rows], tc.max_seq_len)
-            window.add(engine.step(inputs), int(inputs["attention_mask"].sum()))
-            step += 1
-            if step % tc.log_every == 0 or step == total:
-                rec = window.record(step, epoch, engine.lr())
-                state["history"].append(rec)
-                if rank == 0 and ctx.checkpoints:
-                    print(f"train: step {step}/{total} loss {rec['loss']:.4f} "
-                          f"{rec['tokens_per_s']:.0f} tokens/s", flush=True)
-            if ctx.checkpoints and (step % tc.checkpoint_every == 0 or step == total):
-                _checkpoint(ctx, engine, state, step)
-            if step == spec.fail_at_step and not state["resumed_from"]:
-                raise RuntimeError(f"fault injection: {FAIL_AT_STEP}={step}")
-            if step >= total or (k + 1) == steps_per_epoch:
-                break
+    window, picker = _Window(world), spec.picker
+    if step >= total:
+        return
+    if picker is None:
+        stream = _ordered_stream(ctx, B * world, steps_per_epoch, step)
+    else:
+        def measure(messages):
+            return worker_losses(engine._module(), tokenizer, messages, tc.max_seq_len,
+                                 rank, world)
+
+        stream = _picked_stream(spec, ctx, measure, step, total)
+    for epoch, batch in stream:
+        if (tc.log_batch_ids or picker is not None) and rank == 0:
+            state["batch_ids"].append([str(i) for i in batch["id"]])
+        rows = batch["messages"][rank * B : (rank + 1) * B]
+        inputs = collate(tokenizer, [as_messages(m) for m in rows], tc.max_seq_len)
+        window.add(engine.step(inputs), int(inputs["attention_mask"].sum()))
+        step += 1
+        if picker is not None and step == total:
+            picker.finish(step, measure)
+        if step % tc.log_every == 0 or step == total:
+            rec = window.record(step, epoch, engine.lr())
+            state["history"].append(rec)
+            if rank == 0 and ctx.checkpoints:
+                print(f"train: step {step}/{total} loss {rec['loss']:.4f} "
+                      f"{rec['tokens_per_s']:.0f} tokens/s", flush=True)
+        if ctx.checkpoints and (step % tc.checkpoint_every == 0 or step == total):
+            if picker is not None:
+                state["picker"] = picker.state_dict()
+            _checkpoint(ctx, engine, state, step)
+        if step == spec.fail_at_step and not state["resumed_from"]:
+            raise RuntimeError(f"fault injection: {FAIL_AT_STEP}={step}")
+        if step >= total:
+            break
 
 
 def sft(spec: LoopSpec, ctx):
@@ -222,5 +277,7 @@ def sft(spec: LoopSpec, ctx):
     if resumed is None:
         return None
     step, state = resumed
+    if spec.picker is not None and state.get("picker"):
+        spec.picker.load_state_dict(state["picker"])
     _run_steps(spec, ctx, engine, tokenizer, step, state)
     return engine, tokenizer, state

@@ -26,19 +26,26 @@ from instructmix.training.loop import FINAL, HISTORY, LoopSpec, train_loop
 log = logging.getLogger("instructmix")
 
 
-def trainer_for(cfg: RunConfig, model: str, train_file: Path, storage: Path, name: str):
-    """A TorchTrainer over one ordered Parquet file of chat rows."""
+def trainer_for(cfg: RunConfig, model: str, train_file: Path, storage: Path, name: str,
+                picker=None, max_steps: int | None = None):
+    """A TorchTrainer over one ordered Parquet file of chat rows, or (with a `picker`) over
+    the batches the picker chooses for `max_steps` steps."""
     import ray.data
     from ray.data import ExecutionOptions
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    tc = cfg.train
-    rows = pq.read_metadata(train_file).num_rows
-    # Materialised here, so the workers' iteration needs no read tasks: with every CPU
-    # given to a training worker, a lazy read would wait for a CPU forever.
-    ds = ray.data.read_parquet(str(train_file), columns=["id", "messages"]).materialize()
-    spec = LoopSpec(model, tc, cfg.seed, rows, fail_at_step())
+    tc = cfg.train if max_steps is None else cfg.train.model_copy(update={
+        "max_steps": max_steps, "epochs": max(cfg.train.epochs, max_steps)})
+    if picker is None:
+        rows = pq.read_metadata(train_file).num_rows
+        # Materialised here, so the workers' iteration needs no read tasks: with every CPU
+        # given to a training worker, a lazy read would wait for a CPU forever.
+        datasets = {"train": ray.data.read_parquet(str(train_file),
+                                                   columns=["id", "messages"]).materialize()}
+    else:
+        rows, datasets = len(picker), {}
+    spec = LoopSpec(model, tc, cfg.seed, rows, fail_at_step(), picker)
     env = worker_env(DS_ACCELERATOR="cuda" if tc.use_gpu else "cpu")
     return TorchTrainer(
         train_loop,
@@ -50,7 +57,7 @@ def trainer_for(cfg: RunConfig, model: str, train_file: Path, storage: Path, nam
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              failure_config=FailureConfig(max_failures=tc.max_failures),
                              worker_runtime_env={"env_vars": env}),
-        datasets={"train": ds},
+        datasets=datasets,
         dataset_config=DataConfig(datasets_to_split=[],
                                   execution_options=ExecutionOptions(preserve_order=True)),
     )
@@ -70,10 +77,16 @@ def fit_and_release(trainer):
         gc.collect()
 
 
-def run_train(cfg: RunConfig, layout: RunLayout) -> dict:
-    train_file = layout.train_rows(cfg.augment.train_on)
+def run_train(cfg: RunConfig, layout: RunLayout, picker=None,
+              max_steps: int | None = None) -> dict:
+    """Trains on the selection (or its augmentation); with a `picker`, on the batches it
+    chooses for `max_steps` steps (its validation losses go to `TRAIN.picker`)."""
+    train_file, whole_run = layout.train_rows(cfg.augment.train_on)
+    if whole_run and picker is None:  # the file holds every pass: train it once
+        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": 1})})
     storage = layout.writable(TRAIN.ray_results)
-    result = fit_and_release(trainer_for(cfg, layout.model_path(), train_file, storage, "sft"))
+    result = fit_and_release(trainer_for(cfg, layout.model_path(), train_file, storage, "sft",
+                                         picker, max_steps))
     model_dir = layout.writable(TRAIN.model)
     with result.checkpoint.as_directory() as d:
         if not Path(d, FINAL).is_file():
@@ -83,6 +96,8 @@ def run_train(cfg: RunConfig, layout: RunLayout) -> dict:
     layout.write_json(TRAIN.history, state["history"])
     if state["batch_ids"]:
         layout.write_json(TRAIN.batch_ids, state["batch_ids"], indent=None)
+    if state.get("picker"):
+        layout.write_json(TRAIN.picker, {"valid_history": state["picker"]["valid_history"]})
     last = state["history"][-1] if state["history"] else {}
     summary = {"steps": last.get("step"), "final_loss": last.get("loss"),
                "tokens_per_s": last.get("tokens_per_s"), "resumed_from": state["resumed_from"],

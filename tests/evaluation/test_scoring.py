@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from instructmix.config import ModelConfig
-from instructmix.evaluation.scoring import response_scores
 from instructmix.training.model_factory import build_model, train_tokenizer
+from instructmix.training.response import response_scores
 
 ROWS = [[{"role": "user", "content": p}, {"role": "assistant", "content": a}]
         for p, a in [("reverse: abc", "cba"), ("upper: cbc", "CBC"), ("add: 1 2", "3")]]

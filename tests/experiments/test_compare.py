@@ -65,3 +65,30 @@ def test_in_process_overrides_are_validated(tmp_path):
     bad = dict(spec.to_dict(), train=dict(spec.to_dict()["train"], lr="fast"))
     with pytest.raises(ValidationError, match="lr"):
         TrialSpec.from_dict(bad)
+
+
+def _cell(arm: str, seed: int, em: float) -> dict:
+    return {"strategy": arm, "seed": seed, "exact_match": {"a": em, "b": em},
+            "token_accuracy": {"a": em}}
+
+
+def test_paired_differences_and_their_t_interval():
+    from instructmix.experiments.table import paired_differences, paired_table
+
+    iid = [0.10, 0.20, 0.30]
+    cells = [_cell("iid", s, v) for s, v in enumerate(iid)]
+    for arm, deltas in (("good", (0.10, 0.12, 0.14)), ("same", (0.1, -0.1, 0.0))):
+        cells += [_cell(arm, s, v + d) for s, (v, d) in enumerate(zip(iid, deltas, strict=True))]
+    cells += [_cell("one", 0, 0.5)]
+    paired = paired_differences(cells, "iid")
+    good = paired["good"]
+    # mean 0.12, sd 0.02, t(0.975, 2) = 4.303: half-width 4.303 * 0.02 / sqrt(3) = 0.0497
+    assert good["differences"] == pytest.approx([0.10, 0.12, 0.14])
+    assert good["mean"] == pytest.approx(0.12)
+    assert (good["lo"], good["hi"]) == pytest.approx((0.12 - 0.04969, 0.12 + 0.04969), abs=1e-4)
+    assert good["beats"] and not good["loses"]
+    assert not paired["same"]["beats"] and not paired["same"]["loses"]
+    # a single seed has no interval: never "beats"
+    assert paired["one"]["lo"] == float("-inf") and not paired["one"]["beats"]
+    text = paired_table(paired, "iid")
+    assert "| good | +0.100, +0.120, +0.140 | +0.120 |" in text and "beats iid" in text

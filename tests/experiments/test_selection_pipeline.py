@@ -27,7 +27,7 @@ def test_probes_mixture_curriculum_end_to_end(ray_local, tmp_path, monkeypatch):
                 "warm_start_epochs": 1, "score": "token_accuracy"},
         select={"strategy": "milp", "curriculum": "dependency", "budget": 96,
                 "trust_region": 0.5},
-        train={"log_batch_ids": True, "max_steps": None, "epochs": 1, "micro_batch_size": 8},
+        train={"log_batch_ids": True, "max_steps": None, "epochs": 2, "micro_batch_size": 8},
         compare={"strategies": ["iid", "milp+curriculum"], "seeds": [0]})
     run_all(cfg)
 
@@ -74,16 +74,21 @@ def test_probes_mixture_curriculum_end_to_end(ray_local, tmp_path, monkeypatch):
     held = set(json.loads((run / "probe" / "validation_ids.json").read_text()))
     assert not (held & set(sel.loc[sel["selected"], "id"]))
 
-    # the curriculum order is the order the DeepSpeed workers trained in, batch by batch
-    order = pq.read_table(run / "select" / "train.parquet").column("id").to_pylist()
+    # the curriculum spans the whole run (both passes laid out in one stream, not one
+    # pass replayed), and it is the order the DeepSpeed workers trained in, batch by batch
+    one_pass = pq.read_table(run / "select" / "train.parquet").column("id").to_pylist()
+    stream = pq.read_table(run / "select" / "stream.parquet").column("id").to_pylist()
+    assert sorted(stream) == sorted(one_pass * 2) and stream != one_pass * 2
     seen = json.loads((run / "train" / "batch_ids.json").read_text())
-    assert [i for batch in seen for i in batch] == order[: 16 * len(seen)] and len(seen) == 6
-    assert "phases" in mixture and len(mixture["phases"]) == 3
+    assert [i for batch in seen for i in batch] == stream[: 16 * len(seen)] and len(seen) == 12
+    assert "phases" in mixture and len(mixture["phases"]) == 3 and mixture["stream_epochs"] == 2
 
     compare = json.loads((run / "compare" / "results.json").read_text())
     assert set(compare["strategies"]) == {"iid", "milp+curriculum"}
     for cell in compare["cells"]:
         assert set(cell["exact_match"]) == set(CATS) and cell["train_tokens"] > 0
+        assert cell["whole_run_curriculum"] == (cell["strategy"] == "milp+curriculum")
+        assert cell["steps"] == 12  # both arms: 96 rows / 16 x 2 passes
     report = (run / "report" / "report.html").read_text()
     for heading in ("Interaction matrix", "Dependency DAG", "Mixture", "Baselines"):
         assert heading in report

@@ -1,9 +1,13 @@
 """Fake run directories for the report tests (no Ray, no model): `fake_run` has the pool,
-select, train and eval stages; `full_run` adds the probe, augment and compare stages."""
+select, train and eval stages; `full_run` adds the probe, augment and compare stages;
+`raise_run` the policy stage and a final run picked by RAISE."""
 
 from __future__ import annotations
 
 import math
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from instructmix.config import RunConfig
 from instructmix.experiments.table import aggregate
@@ -11,6 +15,7 @@ from instructmix.layout import (
     AUGMENT,
     COMPARE,
     EVAL,
+    POLICY,
     POOL,
     PROBE,
     SELECT,
@@ -139,3 +144,53 @@ def full_run(root):
     for stage in ("probe", "augment", "compare"):
         _done(root, stage, 2.0, {})
     return cfg
+
+
+def _episode(r: int, e: int, ret: float) -> dict:
+    return {"name": f"r{r:03d}-e{e:02d}", "return": ret, "first_valid_loss": 4.0,
+            "final_valid_loss": 4.0 - ret, "steps": 10, "train_tokens": 1000 + 10 * e,
+            "seconds": 5.0}
+
+
+RETURNS = [[0.5, 0.7, 0.9], [1.1, 1.3]]  # per round; round 1 also has a failed episode
+ROUNDS = [{"round": r, "episodes": [_episode(r, e, x) for e, x in enumerate(returns)],
+           "failed": [{"trial": "r001-e02", "error": "RuntimeError('out of memory')",
+                       "path": "/tmp/trial"}] if r == 1 else [],
+           "ppo": {"round": r, "mean_return": sum(returns) / len(returns),
+                   "policy_loss": -0.0125 * (r + 1), "value_loss": 0.25 / (r + 1),
+                   "approx_kl": 0.0042, "clip_fraction": 0.125, "decisions": 30}}
+          for r, returns in enumerate(RETURNS)]
+POLICY_COST = {"rounds": 2, "episodes": 5, "failed_episodes": 1, "episode_steps": 50,
+               "episode_train_tokens": 5030, "episode_seconds": 25.0}
+# the final run: 20 steps of 4 rows; steps 1-10 pick reverse only, steps 11-20 add only
+# (one id of the last batch is not in the pool)
+PICKED_POOL = {f"{c}-{k}": c for c in CATS for k in range(10)}
+BATCH_IDS = ([[f"reverse-{k % 10}" for k in range(4)]] * 10
+             + [[f"add-{k}" for k in range(4)]] * 9 + [["add-0", "add-1", "add-2", "gone-1"]])
+VALID_HISTORY = [[0, 4.0], [5, 3.5], [10, 3.1], [15, 2.9], [20, 2.8]]
+
+
+def write_pool_shards(root, categories: dict) -> None:
+    """The pool's shards (a folder of Parquet files) with ids and categories."""
+    folder = RunLayout(root, "pool").writable(POOL.shards)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = sorted(categories)
+    pq.write_to_dataset(pa.table({"id": ids, "category": [categories[i] for i in ids]}),
+                        str(folder))
+
+
+def raise_run(root, strategy: str = "raise"):
+    """A run whose policy stage trained two rounds and whose final run (20 steps, 4 rows a
+    step, 80 tokens a step) had its batches picked."""
+    cfg = fake_run(root)
+    lay = RunLayout(root)
+    history = [dict(h, step=5 * k, tokens=400 * k) for k, h in enumerate(HISTORY, 1)]
+    lay.write_json(TRAIN.history, history)
+    lay.write_json(POLICY.rounds, ROUNDS)
+    lay.write_json(POLICY.cost, POLICY_COST)
+    _done(root, "policy", 30.0, POLICY_COST)
+    lay.write_json(TRAIN.batch_ids, BATCH_IDS)
+    lay.write_json(TRAIN.picker, {"valid_history": VALID_HISTORY})
+    write_pool_shards(root, PICKED_POOL)
+    return cfg.model_copy(update={"select": cfg.select.model_copy(
+        update={"strategy": strategy})})

@@ -41,7 +41,7 @@ def test_report_round_trip(tmp_path):
     assert rep["training"]["history"] == HISTORY
     assert rep["eval"]["results"] == RESULTS
     assert rep["stages"] == {"pool": 1.5, "model": 0.2, "select": 0.7, "train": 9.0, "eval": 3.0,
-                             "probe": None, "augment": None, "compare": None}
+                             "probe": None, "policy": None, "augment": None, "compare": None}
     assert rep["problems"] == [] and rep["missing"] == []
 
     # eval scores + eval loss, training loss + throughput, selection bars, pool bars

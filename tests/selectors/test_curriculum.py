@@ -45,3 +45,13 @@ def test_validation_and_shuffled():
     assert dependency_curriculum([], TIERS) == []
     s = shuffled(50, seed=1)
     assert sorted(s) == list(range(50)) and s == shuffled(50, seed=1) and s != shuffled(50, 2)
+
+
+def test_whole_run_lays_every_pass_out_once():
+    from instructmix.selectors.curriculum import whole_run
+
+    order = whole_run(ITEMS, TIERS, 3.0, seed=1, epochs=4)
+    assert sorted(order) == sorted(list(range(len(ITEMS))) * 4)
+    assert order == whole_run(ITEMS, TIERS, 3.0, seed=1, epochs=4)
+    assert whole_run(ITEMS, TIERS, 3.0, seed=1, epochs=1) == dependency_curriculum(
+        ITEMS, TIERS, 3.0, seed=1)

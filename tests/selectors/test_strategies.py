@@ -85,3 +85,26 @@ def test_robust_mixture_uses_the_lower_bound_and_infeasibility_is_named(tmp_path
     with pytest.raises(ValueError, match="floors need 120 items but budget is 60"):
         choose("milp", "none", cats, tokens, usable,
                SelectConfig(strategy="milp", budget=60, floor_per_category=40), run, 0)
+
+
+def test_curriculum_spans_the_whole_run_not_each_epoch(tmp_path):
+    cats, tokens, usable = _pool()
+    sc = SelectConfig(strategy="proportional", budget=90, curriculum_bias=20)
+    run = _probe_dir(tmp_path, np.eye(3).tolist())
+    choice = choose("proportional", "dependency", cats, tokens, usable, sc, run, 0, epochs=3)
+    stream = choice.stream
+    # every selected row exactly once per pass, all passes in one stream
+    assert len(stream) == 270
+    assert sorted(np.unique(stream, return_counts=True)[1]) == [3] * 90
+    assert set(stream) == set(choice.order)
+    # phase 1 is the start of training: the base tier fills the first third of the run,
+    # not the first third of every pass (a per-epoch replay would end each pass with "c")
+    thirds = [cats[stream[k * 90:(k + 1) * 90]] for k in range(3)]
+    assert (thirds[0] == "a").mean() > 0.5 > (thirds[2] == "a").mean()
+    assert (thirds[2] == "c").mean() > 0.5 > (thirds[0] == "c").mean()
+    assert (cats[stream[60:90]] == "c").mean() < 0.5  # the end of pass 1 is not phase 3
+    assert choice.mixture["stream_epochs"] == 3
+    single = choose("proportional", "dependency", cats, tokens, usable, sc, run, 0)
+    assert single.stream is None
+    assert choose("proportional", "none", cats, tokens, usable, sc, run, 0,
+                  epochs=3).stream is None

@@ -1,0 +1,1 @@
+"""RAISE's reinforcement-learning core: stochastic per-cluster batch choice and PPO."""
