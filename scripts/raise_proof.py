@@ -88,16 +88,20 @@ def main() -> None:
     main_run = root / "main"
     base = run(main_run)
     cells = list(base["cells"])
+    # every fork keeps a milp arm: the probe stage (Γ, and the DAG tiers in RAISE's state)
+    # is then the main run's, not re-run without probes
     ablation = run(fork(main_run, root / "no_stage", ("pool", "model", "probe")),
-                   "raise.stage_features=false", "compare.strategies=[raise]")
-    cells += [dict(c, strategy="raise-no-stage") for c in ablation["cells"]]
+                   "raise.stage_features=false", "compare.strategies=[raise,milp]")
+    cells += [dict(c, strategy="raise-no-stage") for c in ablation["cells"]
+              if c["strategy"] == "raise"]
     full = [c for c in cells if c["strategy"] == "full"]
     full_steps, usable = full[0]["steps"], sum(full[0]["counts"].values())
     for share in (50, 100):
         budget = usable * share // 100  # rows whose epochs take share% of the full steps
         res = run(fork(main_run, root / f"steps{share}", ("pool", "model", "probe", "policy")),
-                  f"select.budget={budget}", "compare.strategies=[iid,raise]")
-        cells += [dict(c, strategy=f"{c['strategy']}@{share}%") for c in res["cells"]]
+                  f"select.budget={budget}", "compare.strategies=[iid,raise,milp]")
+        cells += [dict(c, strategy=f"{c['strategy']}@{share}%") for c in res["cells"]
+                  if c["strategy"] != "milp"]
     raise_steps = next(c["steps"] for c in cells if c["strategy"] == "raise")
     cost = json.loads((main_run / "policy" / "cost.json").read_text())
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,

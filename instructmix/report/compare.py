@@ -1,5 +1,6 @@
-"""Report section of the compare stage: every arm at equal budget, mean ± std over seeds,
-the best arm for the headline, and what the probes cost."""
+"""Report section of the compare stage: every arm at equal steps, mean ± std over seeds,
+paired differences against the baseline, the best arm for the headline, and what the probes
+cost."""
 
 from __future__ import annotations
 
@@ -68,8 +69,34 @@ def _cost_blocks(cost: dict | None, train_tokens) -> list[dict]:
                   "final training run (RegMix reports ~2%).")]
 
 
+def _paired_blocks(data: RunData) -> list[dict]:
+    """Each arm minus the baseline, paired by seed, with its t-interval."""
+    paired = (data.compare or {}).get("paired")
+    if not isinstance(paired, dict):
+        return []
+    base, rows = paired.get("baseline"), []
+    for metric, label in LABELS.items():
+        for arm, p in (paired.get(metric) or {}).items():
+            if not isinstance(p, dict):
+                continue
+            verdict = ("beats" if p.get("beats") else "loses to" if p.get("loses") else
+                       "not distinguishable from")
+            rows.append([f"{arm} − {base}", label,
+                         ", ".join(f"{d:+.3f}" for d in p.get("differences") or []),
+                         num(p.get("mean")), f"[{num(p.get('lo'))}, {num(p.get('hi'))}]",
+                         f"{verdict} {base}"])
+    if not rows:
+        return []
+    return [heading(f"Paired differences against {base}"),
+            table(["arm − baseline", "macro score", "per seed", "mean", "95% interval",
+                   "verdict"], rows,
+                  caption="the arm's macro score minus the baseline's on the same seed; the "
+                  "interval is a Student-t interval over the seeds; 'beats' only when it "
+                  "excludes 0.")]
+
+
 def compare_section(data: RunData, train_tokens) -> dict:
-    title = "Baselines at equal budget (compare)"
+    title = "Baselines at equal steps (compare)"
     agg = arms(data)
     if not agg:
         block = (problem(f"{data.path(COMPARE.results)} has no arms ('strategies')")
@@ -81,8 +108,9 @@ def compare_section(data: RunData, train_tokens) -> dict:
     blocks = [note(f"Every arm selects the same budget from the same pool and trains the same "
                    f"model with the same loop and settings, once per seed ({text(seeds)}); "
                    "augmented arms: the selection rewritten, token-matched to it, with the "
-                   "batch scaled to the same steps. Scores are mean ± std over seeds; "
-                   "following rate = chains with every step right.")]
+                   "batch scaled to the same steps; picked arms (selfpaced, raise): the steps "
+                   "the budget buys; full: every usable row for all its steps. Scores are "
+                   "mean ± std over seeds; following rate = chains with every step right.")]
     if best:
         blocks.append(note(f"Best arm by {best['label']}: {best['arm']}, "
                            f"{mean_std(agg[best['arm']][best['metric']])} (mean ± std over "
@@ -98,6 +126,7 @@ def compare_section(data: RunData, train_tokens) -> dict:
         table(["category", *names],
               [[c, *((a.get("counts") or {}).get(c, 0) for a in agg.values())]
                for c in counts]),
+        *_paired_blocks(data),
         *_cost_blocks(data.cost, train_tokens),
     ]
     return section(title, blocks)

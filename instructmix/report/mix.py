@@ -77,22 +77,46 @@ def gamma_section(data: RunData) -> dict:
     return section(title, blocks)
 
 
+def _order_blocks(deps: dict) -> list[dict]:
+    probes = [p for p in deps.get("order_probes") or [] if isinstance(p, dict)]
+    if not probes:
+        return []
+    return [heading("Order probes"),
+            table(["first", "then", "effect on 'then'", "interval", "per seed", "γ units",
+                   "edge", "why"],
+                  [[p.get("base"), p.get("dependent"), num(as_float(p.get("effect")), 3),
+                    f"[{num(as_float(p.get('lo')), 3)}, {num(as_float(p.get('hi')), 3)}]",
+                    ", ".join(num(as_float(v), 3) for v in p.get("per_seed") or []),
+                    num(as_float(p.get("effect_gamma_units")), 2), p.get("edge"),
+                    prose(p.get("reason"))] for p in probes],
+                  caption="effect = score on the second category after the first category's "
+                  "items minus after a neutral mix of the same size (same rows of the "
+                  "second category, same steps); one row per directed pair order-probed.")]
+
+
 def dag_section(data: RunData) -> dict:
     title = "Dependency DAG"
     deps = data.dependencies
     if deps is None:
         return section(title, [not_run(data, "probe", PROBE.dependencies)])
     edges = [e for e in deps.get("edges") or [] if isinstance(e, dict)]
+    order = deps.get("estimator") == "order"
+    threshold = num(as_float(deps.get("threshold")), 2)
+    rule = (f"edge j → i (j is a prerequisite of i) when an order probe trained on j's items "
+            f"then i's beats one trained on other items then i's: the t-interval over seeds "
+            f"of the difference on i excludes 0 and the effect is ≥ {threshold} × the typical "
+            "own effect (weight = that scaled effect)" if order else
+            f"edge j → i (j is a prerequisite of i) when γ_ij > {threshold}, its interval "
+            "excludes 0 and γ_ij − γ_ji > threshold (weight = the asymmetry)")
     blocks = [
-        note(f"edge j → i (j is a prerequisite of i) when γ_ij > "
-             f"{num(as_float(deps.get('threshold')), 2)}, its interval excludes 0 and "
-             "γ_ij − γ_ji > threshold (weight = the asymmetry); cycles broken at their "
-             "weakest edge. Columns: base tier (only outgoing edges), middle (both, or "
+        note(f"estimator: {deps.get('estimator', 'asymmetry')}. {rule}; cycles broken at "
+             "their weakest edge. Columns: base tier (only outgoing edges), middle (both, or "
              "none), dependent (only incoming)."),
         figure(dag_figure(deps, "Dependency DAG by tier")),
-        table(["base", "dependent", "weight (γ_ij − γ_ji)"],
+        table(["base", "dependent", "weight"],
               [[e.get("base"), e.get("dependent"), num(as_float(e.get("weight")), 2)]
                for e in edges]),
+        *_order_blocks(deps),
     ]
     removed = [e for e in deps.get("removed") or [] if isinstance(e, dict)]
     if removed:

@@ -19,7 +19,7 @@ def headline(data: RunData, strategy: str, seed: int) -> dict:
         lines.append(f"Best compare arm: {best['arm']}, {best['label']} "
                      f"{mean_std(agg[best['arm']][best['metric']])} (mean ± std over "
                      f"{num(best['n_seeds'])} seeds: {text(best['seeds'])}), out of "
-                     f"{num(len(agg))} arms at equal budget.")
+                     f"{num(len(agg))} arms at equal steps.")
     elif agg:
         lines.append("Compare stage: no arm has a macro score.")
     else:

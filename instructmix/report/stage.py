@@ -47,7 +47,7 @@ def build_sections(data: RunData, cfg: RunConfig) -> list[dict]:
     history = data.history or []
     last = history[-1] if history and isinstance(history[-1], dict) else {}
     builders: list[tuple[str, Callable[[], dict | None]]] = [
-        ("Baselines at equal budget (compare)",
+        ("Baselines at equal steps (compare)",
          lambda: compare_section(data, last.get("tokens"))),
         ("Evaluation of the final run", lambda: eval_section(data, strategy, seed)),
         ("By sequential depth", lambda: depth_section(data)),

@@ -141,5 +141,5 @@ def test_odd_input_shape_is_a_problem_not_a_crash(tmp_path):
     RunLayout(tmp_path).write_json(COMPARE.results, {"strategies": {"iid": {"seeds": [0]}}})
     summary, rep, page = build(tmp_path, cfg)
     assert summary["problems"] == 1
-    assert "section Baselines at equal budget (compare) could not be drawn" in page
+    assert "section Baselines at equal steps (compare) could not be drawn" in page
     assert "Evaluation of the final run" in page  # the rest is still there

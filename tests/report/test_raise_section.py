@@ -184,3 +184,36 @@ def test_windows_cover_the_run_in_tenths():
     shares = category_shares(BATCH_IDS[:1], PICKED_POOL)
     assert shares["windows"] == ["1"] and shares["shares"] == {"reverse": [1.0]}
     assert math.isclose(shares["pool"]["reverse"], 0.5)
+
+
+def test_compare_section_shows_paired_differences(tmp_path):
+    from instructmix.layout import COMPARE, RunLayout
+    from instructmix.report.compare import _paired_blocks
+    from instructmix.report.inputs import RunData
+
+    layout = RunLayout(tmp_path, "compare")
+    paired = {"good": {"differences": [0.1, 0.12, 0.14], "mean": 0.12, "lo": 0.07, "hi": 0.17,
+                       "beats": True, "loses": False}}
+    layout.write_json(COMPARE.results, {"cells": [], "strategies": {},
+                                        "paired": {"baseline": "iid", "exact_match": paired}})
+    data = RunData(layout)
+    data.compare = layout.read_json(COMPARE.results)
+    blocks = _paired_blocks(data)
+    rows = blocks[1]["rows"]
+    assert blocks[0] == {"kind": "heading", "text": "Paired differences against iid"}
+    assert [str(c) for c in rows[0]][:3] == ["good − iid", "exact match", "+0.100, +0.120, +0.140"]
+    assert "beats iid" in str(rows[0][-1])
+
+
+def test_dag_section_lists_order_probes():
+    from instructmix.report.mix import _order_blocks
+
+    deps = {"estimator": "order", "order_probes": [
+        {"base": "upper", "dependent": "rev_upper", "effect": 0.058, "lo": 0.032, "hi": 0.084,
+         "per_seed": [0.05, 0.06, 0.064], "effect_gamma_units": 0.9, "edge": True,
+         "reason": "interval excludes 0"}]}
+    heading, table = _order_blocks(deps)
+    assert heading["text"] == "Order probes"
+    row = [str(c) for c in table["rows"][0]]
+    assert row[:3] == ["upper", "rev_upper", "0.058"] and "[0.032, 0.084]" in row
+    assert _order_blocks({"estimator": "asymmetry"}) == []
