@@ -5,12 +5,10 @@
     (`model_factory.build_model` with `ModelConfig` defaults: GPT-2, 3 layers, 128 dims, char
     tokenizer trained on the rows; nothing downloaded);
 (b) a picker step: `BatchPicker.choose` + `commit` + `batch` as the loop calls them, with
-    `measure` = the real `worker_losses` on that same model (rank 0, world 1), settings as
-    configs/raise.yaml (8 clusters -> per_cluster 4, candidates_per_cluster 32, refresh_every
-    10, refresh_rows 256, reward_every 5, 64 validation rows), a real `Policy` with random
-    weights. A picker block is 20 consecutive steps starting at a multiple of 20, so it holds
-    exactly 20/5 = 4 reward and 20/10 = 2 refresh measurements: the model forwards are
-    amortised as in a real run.
+    `measure` = the real `worker_losses` on that same model (rank 0, world 1), settings of
+    configs/raise.yaml's `raise` section (`--reward-every` overrides one), a real `Policy`
+    with random weights. A picker block is lcm(reward_every, refresh_every) consecutive
+    steps, so the model forwards of the measurements are amortised as in a real run.
 
 Candidates: real testbed chat rows (9 categories x 1000), replicated (ids unique) up to the
 pool size; their static features are `state.static_features` of the base rows (random
@@ -27,55 +25,37 @@ Train worker gets). The machine is shared (2 cores, other jobs): figures are noi
 
     python bench/raise_overhead.py [--sizes 10000,100000,1000000] [--repeats 3] [--threads 1]
 
-Plan for larger pools (measured in two runs of `python bench/raise_overhead.py`, 1 torch
-thread, a shared 2-core machine at load average 10-14: step times ranged 116-531 ms and
-single-repeat shares 26-83%, so read the figures as rough):
-- The share is ~30-60% at every pool size (medians 42/63/50% and 61/38/32% at 10k/100k/1M),
-  and 90-97% of the picker's time is the model forwards of `measure`: 256 refresh rows /
-  10 steps + 64 validation rows / 5 steps = 38.4 rows (1.2 forwards of 32) per step, each
-  forward ~0.25-0.5 of a training step. None of it depends on the pool size, so the 10%
-  goal fails already at the demo's ~8,640 candidates, and only measuring fewer rows per
-  step meets it (target <= ~6 rows per step):
-  (1) difficulty: record the per-row response loss of the 32 rows each step trains on from
-      the training forward itself (free: the logits are there; `Engine.step` would return
-      per-row losses and the loop would call a `picker.observe(positions, losses, step)`),
-      and shrink the random refresh to 64 rows every 20 steps (3.2 rows/step);
-  (2) reward: 64 validation rows every 20 steps (3.2 rows/step; the return telescopes, so
-      a coarser grid only moves reward between neighbouring decisions);
-  together ~6.4 rows/step, 1/6 of today's forwards: ~5-10% of a step plus 1-2% for the
-  rest, at the goal's edge; validation every 40 steps instead gives margin (~5-9% in all).
-  Selecting every M steps (one `choose` of M x 32 rows) divides only the non-forward part.
-- Everything else is 4-12 ms per step, 1-4% of a step ("w/o fwd": 1.3/2.3/4.3% in one run,
-  1.8/1.1/2.0% in the other: growth with the pool is within the noise up to 1M). The one
-  per-step full-pool pass is `state_matrix`'s mean of the known losses, `dyn.loss[~isnan]`
-  over all n rows (0.04-0.06 ms at 10k, 0.1-0.4 ms at 100k, 1.6-3.7 ms at 1M, i.e. ~1% of a
-  step at 1M and ~10% at 10M; `_lowest_loss` does the same for "selfpaced"). The losses
-  only change at a refresh, so cache that mean and recompute it only after a refresh or a
-  load (bit-identical results, O(n) every refresh_every steps), or keep a running
-  sum/count updated from the refresh rows (O(refresh_rows)). Candidate sampling does not
-  grow: `Generator.choice(group, 32, replace=False)` uses Floyd's set algorithm for groups
-  > 10,000 rows (below that it shuffles an arange of the group, which is small);
-  `np.add.at` in `commit` touches the 32 picked rows only; `_top_up`'s
-  `setdiff1d(arange(n))` is O(n log n) but runs only when a cluster has < per_cluster rows.
-- Per checkpoint, O(n): `state_dict()` turns `Dynamic` into Python lists the loop
-  json-dumps (1.2-1.5 s at 1M: 12-15 ms/step amortised at checkpoint_every 100, ~5%).
-  Store `Dynamic` as .npy files in the checkpoint directory instead.
-- Memory, per worker (every Ray Train worker runs its own picker): static 184 B/row (n x
-  46 float32; 184 MB at 1M), Dynamic + cluster index 40 B/row (40 MB), ids + list pointers
-  ~73 B/row here, where the 1M message slots share 9,000 objects; distinct chat rows as
-  Python dicts would add roughly 1 KB/row (estimated, not measured: ~1 GB at 1M). Caps:
-  keep ids/messages in the Arrow table (or the Ray object store, one copy per node) and
-  materialise only the chosen/refreshed rows; static features in float16 (halves it) or
-  only on rank 0 (the others only need `batch(positions)`, since rank 0's choice is
-  broadcast); past ~10M rows sample each epoch's candidates from a reservoir of a few 100k
-  rows, so every per-row array is bounded by the reservoir, not the pool.
+Measured 2026-12-02 (machine otherwise idle; `python bench/raise_overhead.py` and
+`... --reward-every 20`), share of a training step at 10k / 100k / 1M candidates:
+- configs/raise.yaml (reward every 10 steps on 64 rows, 64 rows refreshed every 20):
+  11.7% / 13.0% / 13.6%, of which the picker without the model forwards 1.4 / 2.0 / 3.5%;
+- the defaults (reward every 20): 8.3% / 8.6% / 11.0% (1.2 / 1.9 / 3.8% without forwards).
+Almost all of the cost is the forwards of the measurements (rows measured per step:
+valid_rows / reward_every + refresh_rows / refresh_every), which do not depend on the pool.
+An earlier setting (256 rows every 10, reward every 5: 38 rows per step) cost 30-60%.
+
+Plan for larger pools:
+- Forwards: take each trained row's loss from the training forward itself (the logits are
+  there; `Engine.step` would return per-row losses for a `picker.observe`), so the refresh
+  can shrink further; the reward grid can be coarser (the return telescopes).
+- The one per-step pass over the whole pool is `state_matrix`'s mean of the known losses
+  (0.7 ms at 1M, ~5% of a step at 10M): cache it between refreshes.
+- Checkpoints: `state_dict()` writes `Dynamic` as JSON lists (0.9 s at 1M per checkpoint);
+  store it as .npy files instead.
+- Memory per worker: static features 184 B/row (184 MB at 1M), `Dynamic` + clusters 40
+  B/row, ids + message slots ~73 B/row here (distinct chat rows would add ~1 KB/row,
+  estimated): keep rows in the Arrow table / object store and materialise only chosen and
+  refreshed rows; static features in float16 or only on rank 0 (its choice is broadcast);
+  past ~10M rows, draw each epoch's candidates from a reservoir of a few 100k rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
+import math
 import statistics
 import sys
 import time
@@ -89,7 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from instructmix.runtime import prepare  # noqa: E402
 
 prepare()
-from instructmix.config import ModelConfig, TestbedConfig, TrainConfig  # noqa: E402
+from instructmix.config import ModelConfig, TestbedConfig, TrainConfig, load_config  # noqa: E402
 from instructmix.data.complexity import complexity_score  # noqa: E402
 from instructmix.data.testbed import generate  # noqa: E402
 from instructmix.selectors.rl.action import kmeans  # noqa: E402
@@ -101,10 +81,11 @@ from instructmix.training.engine import Engine  # noqa: E402
 from instructmix.training.model_factory import build_model, train_tokenizer  # noqa: E402
 from instructmix.training.response import worker_losses  # noqa: E402
 
-GLOBAL_BATCH, CLUSTERS, MAX_LEN = 32, 8, 128
-SETTINGS = PickSettings("policy", per_cluster=GLOBAL_BATCH // CLUSTERS, candidates_per_cluster=32,
-                        refresh_every=10, refresh_rows=256, reward_every=5)
-PERIOD = 20  # picker steps per block: a multiple of reward_every and refresh_every
+RAISE = load_config(str(Path(__file__).resolve().parents[1] / "configs" / "raise.yaml")).raise_
+GLOBAL_BATCH, CLUSTERS, MAX_LEN = 32, RAISE.clusters, 128
+SETTINGS = PickSettings("policy", GLOBAL_BATCH // CLUSTERS, RAISE.candidates_per_cluster,
+                        RAISE.refresh_every, RAISE.refresh_rows, RAISE.reward_every)
+PERIOD = math.lcm(RAISE.reward_every, RAISE.refresh_every)  # picker steps per block
 
 
 def base_rows(seed: int):
@@ -120,7 +101,8 @@ def base_rows(seed: int):
     n_tokens = np.array([sum(len(m["content"]) for m in r["messages"]) for r in train])
     static = static_features(emb, Pca.fit(emb, seed), cats, names, complexity, {}, n_tokens)
     clusters = kmeans(static[:, :32].astype(np.float64), CLUSTERS, seed)  # on the PCA part
-    valid = [evals[i]["messages"] for i in rng.choice(len(evals), 64, replace=False)]
+    valid = [evals[i]["messages"]
+             for i in rng.choice(len(evals), RAISE.valid_rows, replace=False)]
     return train, valid, static, clusters
 
 
@@ -202,7 +184,13 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=10, help="steps per train block")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reward-every", type=int, default=None,
+                    help="override configs/raise.yaml's raise.reward_every")
     args = ap.parse_args()
+    if args.reward_every:
+        global SETTINGS, PERIOD
+        SETTINGS = dataclasses.replace(SETTINGS, reward_every=args.reward_every)
+        PERIOD = math.lcm(SETTINGS.reward_every, SETTINGS.refresh_every)
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
 
@@ -253,8 +241,10 @@ def main() -> None:
         gc.collect()
 
     print(f"\nRAISE picker overhead per step (global batch {GLOBAL_BATCH}, {CLUSTERS} clusters, "
-          f"torch threads {args.threads}, {args.repeats} repeats of {args.train_steps} train "
-          f"steps / {PERIOD} picker steps; shared 2-core machine: noisy)")
+          f"reward every {SETTINGS.reward_every} steps on {RAISE.valid_rows} rows, refresh of "
+          f"{SETTINGS.refresh_rows} rows every {SETTINGS.refresh_every}; torch threads "
+          f"{args.threads}, {args.repeats} repeats of {args.train_steps} train steps / "
+          f"{PERIOD} picker steps; shared 2-core machine: noisy)")
     head = (f"{'candidates':>10} {'step ms':>8} {'picker ms':>9} {'fwd ms':>7} {'rest ms':>7} "
             f"{'share':>6} {'w/o fwd':>7} {'mean ms':>7} {'static MB':>9} {'dyn MB':>6} "
             f"{'lists MB':>8} {'ckpt s':>6}")

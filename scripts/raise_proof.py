@@ -116,6 +116,9 @@ def main() -> None:
     out += paired_rows(cells, "iid", arms, "{arm} − iid (same steps; full: all steps)")
     steps = [f"raise@{s}%" for s in (50, 100)] + ["raise"]
     out += paired_rows(cells, "full", steps, "{arm} − full")
+    for share in (50, 100):
+        out += paired_rows(cells, f"iid@{share}%", [f"raise@{share}%"], "{arm} − " +
+                           f"iid@{share}%")
     out += paired_rows(cells, "raise", ["raise-no-stage"], "{arm} − raise")
     out += ["", "Share of each category in RAISE's batches, by quarter of the run "
             "(compare arm, 3 seeds pooled):", "", *picked_shares(base["cells"]), ""]

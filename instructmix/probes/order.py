@@ -20,13 +20,14 @@ position. The filler holds a few rows of j (one category among C − 1): it is a
 mix, so an edge says "j first helps i more than an average mix first". The alone probe
 depends only on (i, block size, seed): pairs with the same i share it.
 
-Score: s_i on i's validation rows (`probes.score`, higher is better). Effect per seed
-d_s = s_i(first-j) − s_i(alone); its mean over seeds with a Student-t interval over seeds
-(not Γ's bootstrap: see `interval`). Effect in γ units: mean d / the typical own effect, the median over categories of
-Δ_cc > 0 (what `add_per_category` more items of c did for c in the intervention probes): "a
-j block first is worth this share of what a block of its own items typically does for an
-ability". The scale is common to all pairs, not i's own Δ_ii: dividing by Δ_ii blows up the
-effects on abilities that barely learn (a noise category), as `min_self_effect` guards Γ.
+Score: s_i on i's validation rows (`probes.score`, higher is better). Effect per seed d_s =
+s_i(first-j) − s_i(alone); its mean over seeds with a Student-t interval over seeds (not Γ's
+bootstrap: see `interval`). Effect in γ units: mean d / the typical own effect, the median
+over categories of Δ_cc > 0 (what `add_per_category` more items of c did for c in the
+intervention probes): "a j block first is worth this share of what a block of its own items
+typically does for an ability". The scale is common to all pairs, not i's own Δ_ii: dividing
+by Δ_ii blows up the effects on abilities that barely learn (a noise category), as
+`min_self_effect` guards Γ.
 
 Edge j → i when (1) the interval excludes 0 (lo > 0; one seed: no interval, the condition is
 skipped with a note) and (2) the effect in γ units is ≥ `probes.dag_threshold`. Weight = the
