@@ -13,10 +13,11 @@ pytestmark = pytest.mark.slow
 def test_end_to_end_then_resume_between_stages(ray_local, tmp_path):
     cfg = tiny_config(tmp_path / "run")
     first = run_all(cfg, stop_after="select")  # "interrupted" after select
-    assert list(first) == ["pool", "model", "probe", "select"]
+    assert list(first) == ["pool", "model", "probe", "policy", "select"]
     assert first["probe"]["summary"]["skipped"]  # iid needs no probes
+    assert first["policy"]["summary"]["skipped"]  # nor a RAISE policy
     done = run_all(cfg)
-    assert all(done[s].get("skipped") for s in ("pool", "model", "probe", "select"))
+    assert all(done[s].get("skipped") for s in ("pool", "model", "probe", "policy", "select"))
     assert not any(done[s].get("skipped") for s in ("train", "eval", "report"))
     run = tmp_path / "run"
     results = json.loads((run / "eval" / "results.json").read_text())
