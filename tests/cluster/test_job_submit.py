@@ -42,6 +42,18 @@ def _wait_until_up(env, gcs: int, proc: subprocess.Popen, timeout: float = 180) 
     raise TimeoutError("the Ray head did not come up")
 
 
+def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 180) -> None:
+    """The dashboard serves the job API; it can start well after the GCS answers."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"ray start --head exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 2):
+            return
+        time.sleep(2)
+    raise TimeoutError(f"the Ray dashboard did not listen on port {port}")
+
+
 def _stop(proc: subprocess.Popen) -> None:
     """Stop this head and only it: every process it started shares its process group."""
     for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
@@ -76,6 +88,7 @@ def head_node(tmp_path):
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait_until_up(env, gcs, proc)
+        _wait_for_port(dash, proc)
         yield env, f"http://127.0.0.1:{dash}"
     finally:
         _stop(proc)
