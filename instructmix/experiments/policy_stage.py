@@ -102,9 +102,11 @@ def run_policy(cfg: RunConfig, layout: RunLayout) -> dict:
     rounds = layout.read_json(POLICY.rounds, [])[: learner.round]
     while learner.round < cfg.raise_.rounds:
         record = _round(cfg, layout, cand, learner)
-        learner.save(str(layout.writable(POLICY.learner)))
+        # the record first: a crash before the learner's save re-runs the round and the
+        # slice above drops its stale record; the other order could lose a round's record
         rounds.append(record)
         layout.write_json(POLICY.rounds, rounds)
+        learner.save(str(layout.writable(POLICY.learner)))
         returns = [e["return"] for e in record["episodes"]]
         log.info("policy: round %d/%d mean return %.4f over %d episodes", record["round"] + 1,
                  cfg.raise_.rounds, float(np.mean(returns)), len(returns))
