@@ -53,6 +53,8 @@ class POOL:
 class MODEL:
     info = _a("model", "model.json", "json", "path of the model to train, built or named")
     hf = _a("model", "hf", "dir", "the model built from scratch, HF format")
+    proxy_info = _a("model", "proxy.json", "json", "the probes' proxy model (probes.model)")
+    proxy_hf = _a("model", "proxy", "dir", "the proxy built from scratch, HF format")
 
 
 class PROBE:
@@ -66,6 +68,8 @@ class PROBE:
     regression = _a("probe", "regression_shares.json", "json", "RegMix fit on mixture shares")
     dependencies = _a("probe", "dependencies.json", "json", "DAG and tiers")
     cost = _a("probe", "cost.json", "json", "tokens and seconds the probes spent")
+    rounds = _a("probe", "rounds.json", "json", "select.rounds > 1: each round's centre, Γ, "
+                "mixture, objective and cost")
 
 
 class POLICY:
@@ -277,6 +281,11 @@ class RunLayout:
     def model_path(self) -> str:
         """The model the run trains: built by the model stage or named in the config."""
         return self.read_json(MODEL.info)["path"]
+
+    def probe_model(self) -> dict:
+        """The model the probes train: the proxy (`probes.model`) when the model stage made
+        one, else the target; its path and parameter count."""
+        return self.read_json(MODEL.proxy_info if self.exists(MODEL.proxy_info) else MODEL.info)
 
     def read_pool(self) -> pa.Table:
         """The accepted pool rows, sorted by id (a sample then depends on the seed, not on

@@ -33,15 +33,26 @@ class Stage:
     sections: tuple[str, ...]  # config sections that change its output
     run: Callable[[RunConfig, RunLayout], dict]  # (config, its layout) -> summary
     needs_ray: bool = True
-    extra: Callable[[RunConfig], dict] | None = None  # more fingerprint inputs
+    extra: Callable[[RunConfig], dict | None] | None = None  # more fingerprint inputs
 
 
 def _probe_inputs(cfg: RunConfig) -> dict:
     """The probe stage runs only when a strategy needs it, and its trials take these
     training settings from `train` (the rest of `train` does not change them)."""
     keys = {"lr", "weight_decay", "warmup_steps", "max_seq_len"}
-    return {"needed": cfg.needs_probes, "held_out": cfg.held_out,
-            "train": cfg.train.model_dump(include=keys)}
+    out = {"needed": cfg.needs_probes, "held_out": cfg.held_out,
+           "train": cfg.train.model_dump(include=keys)}
+    if cfg.select.rounds > 1:  # later rounds probe around the MILP mixture
+        out["rounds"] = cfg.select.model_dump(mode="json", exclude={"curriculum",
+                                                                     "curriculum_bias",
+                                                                     "regmix_samples"})
+    return out
+
+
+def _model_inputs(cfg: RunConfig) -> dict | None:
+    """The probes' proxy, built only when probes run (None: no proxy)."""
+    proxy = cfg.probes.model if cfg.needs_probes else None
+    return {"proxy": proxy.model_dump(mode="json")} if proxy is not None else None
 
 
 def _policy_inputs(cfg: RunConfig) -> dict:
@@ -99,7 +110,8 @@ def _lazy(module: str, name: str) -> Callable[[RunConfig, RunLayout], dict]:
 STAGES: list[Stage] = [
     Stage("pool", (), ("seed", "pool"), _lazy("instructmix.data.pool", "run_pool")),
     Stage("model", ("pool",), ("seed", "model"),
-          _lazy("instructmix.training.model_factory", "run_model"), needs_ray=False),
+          _lazy("instructmix.training.model_factory", "run_model"), needs_ray=False,
+          extra=_model_inputs),
     Stage("probe", ("pool", "model"), ("seed", "probes"),
           _lazy("instructmix.experiments.probe_stage", "run_probes"), extra=_probe_inputs),
     Stage("policy", ("pool", "model", "probe"), ("seed", "raise"),
@@ -127,8 +139,9 @@ def _hash(obj) -> str:
 def fingerprint(cfg: RunConfig, stage: Stage, layout: RunLayout) -> str:
     data = cfg.model_dump(mode="json")
     parts = {s: data[s] for s in stage.sections}
-    if stage.extra is not None:
-        parts["extra"] = stage.extra(cfg)
+    extra = stage.extra(cfg) if stage.extra is not None else None
+    if extra is not None:
+        parts["extra"] = extra
     for dep in stage.reads:
         done = layout.read_marker(dep, "done")
         if done is None:

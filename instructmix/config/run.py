@@ -189,14 +189,23 @@ def model_positions(mc: ModelConfig) -> tuple[int, str] | None:
 
 
 def _max_seq_len(cfg: RunConfig) -> list[str]:
-    known = model_positions(cfg.model)
-    if known is None or cfg.train.max_seq_len <= known[0]:
-        return []
-    positions, where = known
-    field = "model.max_positions" if cfg.model.path is None else "model.path"
-    return [f"train.max_seq_len, {field}: train.max_seq_len={cfg.train.max_seq_len} is above "
-            f"the model's {positions} positions ({where}); lower train.max_seq_len"
-            + (" or raise model.max_positions" if cfg.model.path is None else "")]
+    """Every model the run trains (the target, and the probes' proxy) fits train.max_seq_len."""
+    models = [("model", cfg.model)]
+    if cfg.probes.model is not None and cfg.needs_probes:
+        models.append(("probes.model", cfg.probes.model))
+    problems = []
+    for name, mc in models:
+        known = model_positions(mc)
+        if known is None or cfg.train.max_seq_len <= known[0]:
+            continue
+        positions, where = known
+        where = where.replace("model.", f"{name}.", 1)
+        field = f"{name}.max_positions" if mc.path is None else f"{name}.path"
+        problems.append(f"train.max_seq_len, {field}: train.max_seq_len="
+                        f"{cfg.train.max_seq_len} is above the model's {positions} positions "
+                        f"({where}); lower train.max_seq_len"
+                        + (f" or raise {name}.max_positions" if mc.path is None else ""))
+    return problems
 
 
 def _raise_clusters(cfg: RunConfig) -> list[str]:
@@ -211,8 +220,26 @@ def _raise_clusters(cfg: RunConfig) -> list[str]:
             f"{k}; choose clusters that divide {batch}"]
 
 
+def _rounds(cfg: RunConfig) -> list[str]:
+    """Rounds re-probe around the MILP mixture and move it within the trust region."""
+    sc = cfg.select
+    if sc.rounds == 1:
+        return []
+    why = []
+    if sc.strategy != "milp":
+        why.append(f"select.strategy is {sc.strategy!r}, not 'milp'")
+    if sc.trust_region is None:
+        why.append("select.trust_region is not set")
+    if cfg.probes.design == "random":
+        why.append("probes.design is 'random' (rounds re-run the intervention probes)")
+    if not why:
+        return []
+    return [f"select.rounds: rounds={sc.rounds} move the MILP mixture within the trust region "
+            f"and re-probe around it, but {'; '.join(why)}; set select.rounds=1 or fix those"]
+
+
 CHECKS: tuple[Callable[[RunConfig], list[str]], ...] = (
-    _seqeval_judge, _http_base_url, _floors, _robust, _max_seq_len, _raise_clusters)
+    _seqeval_judge, _http_base_url, _floors, _robust, _max_seq_len, _raise_clusters, _rounds)
 
 
 def cross_field_problems(cfg: RunConfig) -> list[str]:

@@ -143,6 +143,16 @@ class SelectConfig(Section):
         None, ge=0, le=1, description="Largest share of the budget moved away from the "
         "proportional mixture (None: no limit).")
     floor_per_category: int = Field(0, ge=0, description="Minimum items per category.")
+    rounds: int = Field(
+        1, ge=1, description="milp: rounds of probing and solving. Round 1 probes around D0 "
+        "and solves within the trust region around the proportional mixture; each further "
+        "round probes around the last round's mixture (D0 with its shares), re-estimates Γ "
+        "and moves again within the trust region, until `rounds` or until a round's move "
+        "gains less than `round_tolerance` of the objective (needs trust_region and the "
+        "intervention probes).")
+    round_tolerance: float = Field(
+        0.01, ge=0, description="Stop the rounds when a move improves the objective, under "
+        "the new Γ, by less than this share of its value at the current mixture.")
     regmix_samples: int = Field(20000, ge=1, description="Random mixtures scored by regmix.")
 
     @property
@@ -151,6 +161,11 @@ class SelectConfig(Section):
 
 
 class ProbesConfig(Section):
+    model: ModelConfig | None = Field(
+        None, description="A proxy model the probes train instead of the target (same fields "
+        "as `model`; e.g. a smaller from-scratch model, or a small pretrained one): probes "
+        "then cost a fraction of the target's compute. None: the probes train the target "
+        "model.")
     design: Literal["intervention", "random", "both"] = Field(
         "both", description="intervention: base mixture D0 plus one probe per category "
         "(gamma); random: Dirichlet mixtures (regression); both: all probes, gamma from the "

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from instructmix.cluster.sweep import run_trials
 from instructmix.config import ProbesConfig, RunConfig
 from instructmix.experiments.trial import TrialSpec, fine_tune_and_score, in_process
-from instructmix.layout import POOL, PROBE, RunLayout
+from instructmix.layout import MODEL, POOL, PROBE, RunLayout
 from instructmix.probes.design import base_mixture, plan, split_validation
 from instructmix.probes.estimate import Estimates, estimate, order_dependencies
 from instructmix.probes.order import candidates, plan_order
@@ -58,7 +58,7 @@ class ProbeSets:
         self.dir.mkdir(exist_ok=True)
         self.validation = self.dir / "validation.parquet"
         pq.write_table(pool.filter(pa.array(valid)), self.validation)
-        self.base_model = layout.model_path()
+        self.base_model = layout.probe_model()["path"]
 
     def start(self, s: int) -> str:
         """Seed s's probes start from its warm model (random mixtures: seed s mod seeds)."""
@@ -201,18 +201,53 @@ def run_probes(cfg: RunConfig, layout: RunLayout) -> dict:
                            f"{layout.path(PROBE.probes)} (re-run the stage to retry only those)")
     est = estimate(records, names, pc, layout.read_json(POOL.ground_truth, None))
     layout.write_json(PROBE.regression, est.regression_shares)
+    est, rounds = _rounds(cfg, sets, est, records, pool, cats, ~valid, train)
     layout.write_json(PROBE.interactions, est.interactions)
     ordered = _order_probes(cfg, sets, est, names, cats, ~valid, train)
-    if ordered:
-        layout.write_json(PROBE.probes, {"trials": records, "order_trials": ordered,
-                                         "failed": failed, "notes": notes,
-                                         "categories": names, "train": train.model_dump()})
+    if ordered or rounds:
+        layout.write_json(PROBE.probes, {"trials": records, "round_trials": rounds,
+                                         "order_trials": ordered, "failed": failed,
+                                         "notes": notes, "categories": names,
+                                         "train": train.model_dump()})
     layout.write_json(PROBE.dependencies, est.dependencies)
-    spent = records + warm_done + ordered
-    cost = {"probe_trials": len(records), "warm_start_trials": pc.seeds if warm_done else 0,
-            "order_trials": len(ordered),
-            "order_train_tokens": int(sum(r["train_tokens"] or 0 for r in ordered)),
-            "probe_train_tokens": int(sum(r["train_tokens"] or 0 for r in spent)),
-            "probe_trial_seconds": round(sum(r["seconds"] or 0 for r in spent), 1)}
+    cost = probe_cost(layout, records, warm_done, ordered, rounds, pc.seeds)
     layout.write_json(PROBE.cost, cost)
     return dict(est.summary, **cost)
+
+
+def _rounds(cfg: RunConfig, sets: ProbeSets, est: Estimates, records: list[dict], pool,
+            cats: np.ndarray, usable: np.ndarray, train) -> tuple[Estimates, list[dict]]:
+    """With `select.rounds` > 1 (milp), the later rounds of probes around the mixture
+    (`probe_rounds`); writes every round's record. Returns (the last Γ, their trials)."""
+    if cfg.select.rounds == 1 or cfg.select.strategy != "milp":
+        return est, []
+    from instructmix.experiments.probe_rounds import run_rounds
+    from instructmix.selectors.strategies import pool_facts
+
+    def run_probes(probes: list[dict], name: str) -> list[dict]:
+        trials = [sets.trial(p["name"], p["seed"], p["rows"], sets.start(p["seed"]), train)
+                  for p in probes]
+        return _records(probes, _sweep(name, trials, sets.layout, cfg.probes), cats)
+
+    facts = pool_facts(cats, np.asarray(pool.column("n_tokens")), usable, cfg.select)
+    est, rounds, spent = run_rounds(cfg, est, records, facts, cats, usable, run_probes,
+                                    sets.layout.read_json(POOL.ground_truth, None))
+    sets.layout.write_json(PROBE.rounds, rounds)
+    return est, spent
+
+
+def probe_cost(layout: RunLayout, records: list[dict], warm: list[dict], ordered: list[dict],
+               rounds: list[dict], seeds: int) -> dict:
+    """Trials, tokens and seconds the probes spent (round 1, warm starts, later rounds, order
+    probes), and the model they trained (the proxy or the target) with both parameter
+    counts: compute ~ tokens x parameters."""
+    spent = records + warm + rounds + ordered
+    probe_model, target = layout.probe_model(), layout.read_json(MODEL.info)
+    return {"probe_trials": len(records), "warm_start_trials": seeds if warm else 0,
+            "round_trials": len(rounds), "order_trials": len(ordered),
+            "order_train_tokens": int(sum(r["train_tokens"] or 0 for r in ordered)),
+            "probe_train_tokens": int(sum(r["train_tokens"] or 0 for r in spent)),
+            "probe_trial_seconds": round(sum(r["seconds"] or 0 for r in spent), 1),
+            "probe_model": probe_model["path"], "proxy": layout.exists(MODEL.proxy_info),
+            "probe_model_parameters": probe_model.get("parameters"),
+            "target_parameters": target.get("parameters")}

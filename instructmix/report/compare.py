@@ -54,19 +54,29 @@ def _bars(agg: dict, metric: str) -> str:
 
 
 def _cost_blocks(cost: dict | None, train_tokens) -> list[dict]:
+    """What the probes spent against the final run: tokens, and compute (tokens x the
+    parameters of the model each trained: the probes' proxy, or the target itself)."""
     if not cost:
         return []
-    probe_tokens = finite(cost.get("probe_train_tokens"))
-    target = finite(train_tokens)
+    probe_tokens, target = finite(cost.get("probe_train_tokens")), finite(train_tokens)
     share = probe_tokens / target if probe_tokens is not None and target else None
+    probe_params = finite(cost.get("probe_model_parameters"))
+    target_params = finite(cost.get("target_parameters"))
+    compute = (share * probe_params / target_params
+               if share is not None and probe_params and target_params else None)
+    model = "proxy" if cost.get("proxy") else "target"
     return [heading("Probe cost"),
             table(["probe trials", "probe tokens trained", "probe trial seconds",
-                   "final run tokens trained", "probe tokens / final run tokens"],
+                   "probes trained", "final run tokens trained",
+                   "probe tokens / final run tokens", "probe compute / final run compute"],
                   [[cost.get("probe_trials"), integer(cost.get("probe_train_tokens")),
-                    num(cost.get("probe_trial_seconds"), 1), integer(train_tokens),
-                    num(share, 3)]],
-                  caption="cost: tokens the probes trained on, against the tokens of the "
-                  "final training run (RegMix reports ~2%).")]
+                    num(cost.get("probe_trial_seconds"), 1),
+                    f"{model} ({integer(probe_params)} parameters)", integer(train_tokens),
+                    num(share, 3), num(compute, 3)]],
+                  caption="cost: tokens the probes trained on (warm starts and order probes "
+                  "included), against the tokens of the final training run; compute = "
+                  "tokens x parameters of the model trained (the probes' proxy or the "
+                  "target; ~6 x that in FLOPs for both). RegMix reports ~2%.")]
 
 
 def _paired_blocks(data: RunData) -> list[dict]:

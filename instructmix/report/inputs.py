@@ -56,6 +56,7 @@ class RunData:
     compare: dict | None = None
     augment: dict | None = None
     rounds: list | None = None  # the policy stage's rounds (malformed records left out)
+    probe_rounds: list | None = None  # the probe stage's rounds of probing and solving
     policy_cost: dict | None = None
     batch_ids: list | None = None  # the final run's global batches (pool ids per step)
     picker: dict | None = None  # the final run's picker: {"valid_history": [[step, loss]]}
@@ -194,6 +195,7 @@ def read_run(layout: RunLayout) -> RunData:
     d.compare = _typed(d.json(COMPARE.results), dict)
     d.augment = _typed(d.json(AUGMENT.stats), dict)
     d.rounds = _rounds(d)
+    d.probe_rounds = d.shaped(PROBE.rounds, list, "a list of round records")
     d.policy_cost = d.shaped(POLICY.cost, dict, "an object of costs")
     d.batch_ids = _batch_ids(d)
     d.picker = _picker(d)

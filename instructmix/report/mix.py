@@ -156,6 +156,7 @@ def mixture_section(data: RunData) -> dict:
               caption="weight = predicted gain per item of the category (the MILP's "
               "objective coefficient); α = importance of each ability."),
     ]
+    blocks += _round_blocks(data.probe_rounds)
     phases = [p for p in mixture.get("phases") or [] if isinstance(p, dict)]
     if phases:
         blocks.append(table(["phase", "items", "base share", "middle share",
@@ -166,3 +167,27 @@ def mixture_section(data: RunData) -> dict:
                             caption="curriculum: three phases in training order; base tiers "
                             "first, dependent tiers last."))
     return section(title, blocks)
+
+
+def _round_blocks(rounds: list | None) -> list[dict]:
+    """Rounds of probing and solving (select.rounds > 1): each round's mixture, objective,
+    cost and Γ."""
+    rounds = [r for r in rounds or [] if isinstance(r, dict)]
+    if not rounds:
+        return []
+    cats = sorted(rounds[0].get("counts") or {})
+    rows = [[r.get("round"), r.get("probe_trials"), num(r.get("probe_train_tokens"), 0),
+             num(r.get("objective_at_centre")), num(r.get("objective")), num(r.get("gain")),
+             num(r.get("moved_share"), 3),
+             ", ".join(f"{c} {(r.get('counts') or {}).get(c)}" for c in cats),
+             prose(r.get("stopped") or "")] for r in rounds]
+    figures = [figure(gamma_heatmap(cats, r, f"Γ of round {r.get('round')}"))
+               for r in rounds if r.get("gamma") is not None]
+    return [heading("Rounds of probing and solving"),
+            table(["round", "probe trials", "probe tokens", "objective at the centre",
+                   "objective after the move", "gain", "share of the budget moved",
+                   "mixture (items)", "stopped"], rows,
+                  caption="each round probes around the last round's mixture (round 1: D0 "
+                  "and the proportional mixture), estimates Γ, and moves within the trust "
+                  "region; objective = Σ_j w_j x_j under that round's Γ."),
+            details("Γ of every round", figures)]

@@ -27,6 +27,7 @@ import numpy as np
 
 from instructmix.config import SelectConfig
 from instructmix.layout import PROBE, Artifact, RunLayout
+from instructmix.probes.design import largest_remainder
 from instructmix.selectors.curriculum import dependency_curriculum, shuffled, whole_run
 from instructmix.selectors.iid import iid_order
 from instructmix.selectors.mixture import (
@@ -61,27 +62,6 @@ class Choice:
     stream: np.ndarray | None = None  # the dependency curriculum over every pass of a run
 
 
-def largest_remainder(shares: np.ndarray, total: int, cap: np.ndarray) -> np.ndarray:
-    """Integer counts ~ shares * total, summing to min(total, cap.sum()), each <= cap."""
-    shares = np.asarray(shares, dtype=float)
-    total = int(min(total, cap.sum()))
-    counts = np.zeros(len(shares), dtype=int)
-    left = total
-    while left > 0:
-        room = cap - counts
-        w = np.where(room > 0, shares, 0.0)
-        if w.sum() <= 0:
-            w = (room > 0).astype(float)
-        want = w / w.sum() * left
-        add = np.minimum(np.floor(want).astype(int), room)
-        if add.sum() == 0:  # hand out single items by largest remainder
-            k = np.argmax(np.where(room > 0, want - np.floor(want) + 1e-9 * w, -1))
-            add[k] = 1
-        counts += add
-        left -= int(add.sum())
-    return counts
-
-
 def _alpha(sc: SelectConfig, names: list[str], available: np.ndarray) -> np.ndarray:
     if sc.alpha == "proportions":
         return alpha_from_proportions(available)
@@ -104,7 +84,33 @@ def _load(run: RunLayout, art: Artifact) -> dict:
 
 def milp_counts(sc: SelectConfig, names: list[str], available: np.ndarray, tokens: np.ndarray,
                 budget_items: int, run: RunLayout) -> tuple[np.ndarray, dict]:
-    inter = _load(run, PROBE.interactions)
+    """The MILP mixture under the probe stage's Γ; with rounds of probes (PROBE.rounds), the
+    trust region is centred on the mixture the last round probed around."""
+    centre = None
+    if run.exists(PROBE.rounds):
+        last = run.read_json(PROBE.rounds)[-1]["centre"]
+        centre = np.array([last[c] for c in names], dtype=float)
+    return milp_solve(sc, names, available, tokens, budget_items,
+                      _load(run, PROBE.interactions), centre)
+
+
+def pool_facts(cats: np.ndarray, n_tokens: np.ndarray, usable: np.ndarray, sc: SelectConfig
+               ) -> tuple[list[str], np.ndarray, np.ndarray, int]:
+    """(categories, usable items and mean tokens per category, the budget in items)."""
+    names = sorted(set(cats[usable]))
+    available = np.array([int(((cats == c) & usable).sum()) for c in names])
+    tokens = np.array([n_tokens[(cats == c) & usable].mean() for c in names])
+    budget_items = sc.budget if sc.budget_unit == "items" else int(
+        round(sc.budget / float(tokens @ (available / available.sum()))))
+    return names, available, tokens, budget_items
+
+
+def milp_solve(sc: SelectConfig, names: list[str], available: np.ndarray, tokens: np.ndarray,
+               budget_items: int, inter: dict, centre: np.ndarray | None = None
+               ) -> tuple[np.ndarray, dict]:
+    """Counts per category maximising the α-weighted Γ gain (`inter`: PROBE.interactions);
+    the trust region is centred on `centre` (items per category), or the proportional
+    mixture."""
     idx = [inter["categories"].index(c) if c in inter["categories"] else -1 for c in names]
     if min(idx) < 0:
         missing = [c for c, i in zip(names, idx, strict=True) if i < 0]
@@ -135,7 +141,8 @@ def milp_counts(sc: SelectConfig, names: list[str], available: np.ndarray, token
     unit = tokens if sc.budget_unit == "tokens" else None
     current = None
     if sc.trust_region is not None:
-        current = largest_remainder(available, budget_items, available).astype(float)
+        current = (largest_remainder(available, budget_items, available).astype(float)
+                   if centre is None else np.asarray(centre, dtype=float))
         if unit is not None:
             current = current * (sc.budget / float(unit @ current))
     floors = np.minimum(sc.floor_per_category, available) if sc.floor_per_category else None
@@ -175,11 +182,7 @@ def choose(strategy: str, curriculum: str, cats: np.ndarray, n_tokens: np.ndarra
     """Pick and order rows of the pool (`usable` rows only); `max_len` is the sequence
     length the ifd strategy scores with; with the dependency curriculum and `epochs` > 1
     the choice also holds the whole run's stream (`Choice.stream`)."""
-    names = sorted(set(cats[usable]))
-    available = np.array([int(((cats == c) & usable).sum()) for c in names])
-    tokens = np.array([n_tokens[(cats == c) & usable].mean() for c in names])
-    budget_items = sc.budget if sc.budget_unit == "items" else int(
-        round(sc.budget / float(tokens @ (available / available.sum()))))
+    names, available, tokens, budget_items = pool_facts(cats, n_tokens, usable, sc)
     info: dict = {"strategy": strategy, "curriculum": curriculum}
     rng = np.random.default_rng([seed, 5])
     if strategy == "iid":

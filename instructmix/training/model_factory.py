@@ -1,6 +1,7 @@
 """Model stage: a small causal LM from a transformers config plus a tokenizer trained on
 the pool with `tokenizers`, saved as an HF directory with a chat template; or an existing
-HF model path named in the config (real runs).
+HF model path named in the config (real runs). The same for the probes' proxy model
+(`probes.model`) when the config names one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from instructmix.config import ModelConfig, RunConfig
-from instructmix.layout import MODEL, POOL, RunLayout
+from instructmix.layout import MODEL, POOL, Artifact, RunLayout
 from instructmix.runtime import offline
 
 log = logging.getLogger("instructmix")
@@ -100,22 +101,45 @@ def check_model_path(path: str) -> None:
                                 f"{str(e).splitlines()[0]}") from None
 
 
-def run_model(cfg: RunConfig, layout: RunLayout) -> dict:
-    mc = cfg.model
+def count_parameters(path: str) -> int:
+    """Parameters of the HF model at `path`, from its config alone (built on the meta device:
+    no weights are read)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+    return sum(p.numel() for p in model.parameters())
+
+
+def make_model(mc: ModelConfig, layout: RunLayout, info: Artifact, hf: Artifact,
+               seed: int) -> dict:
+    """Build `mc` from scratch into `hf` (or check the model it names); write `info`: its
+    path, whether it was built, and its parameter count."""
     if mc.path:
         check_model_path(mc.path)
-        layout.write_json(MODEL.info, {"path": mc.path, "built": False})
-        return {"path": mc.path}
-    texts = pool_texts(layout.path(POOL.shards))
-    tokenizer = train_tokenizer(texts, mc.tokenizer, mc.vocab_size)
-    model = build_model(mc, tokenizer, cfg.seed)
-    hf_dir = layout.writable(MODEL.hf)
-    model.save_pretrained(hf_dir)
-    tokenizer.save_pretrained(hf_dir)
-    n_params = sum(p.numel() for p in model.parameters())
-    layout.write_json(MODEL.info, {"path": str(hf_dir), "built": True, "parameters": n_params})
-    log.info("model: %s, %d parameters, vocabulary %d", mc.arch, n_params, len(tokenizer))
-    return {"path": str(hf_dir), "parameters": n_params, "vocab": len(tokenizer)}
+        record = {"path": mc.path, "built": False, "parameters": count_parameters(mc.path)}
+    else:
+        texts = pool_texts(layout.path(POOL.shards))
+        tokenizer = train_tokenizer(texts, mc.tokenizer, mc.vocab_size)
+        model = build_model(mc, tokenizer, seed)
+        hf_dir = layout.writable(hf)
+        model.save_pretrained(hf_dir)
+        tokenizer.save_pretrained(hf_dir)
+        record = {"path": str(hf_dir), "built": True,
+                  "parameters": sum(p.numel() for p in model.parameters()),
+                  "vocab": len(tokenizer)}
+    layout.write_json(info, record)
+    log.info("model %s: %s, %d parameters", info.name, record["path"], record["parameters"])
+    return record
+
+
+def run_model(cfg: RunConfig, layout: RunLayout) -> dict:
+    summary = make_model(cfg.model, layout, MODEL.info, MODEL.hf, cfg.seed)
+    if cfg.probes.model is not None and cfg.needs_probes:
+        proxy = make_model(cfg.probes.model, layout, MODEL.proxy_info, MODEL.proxy_hf, cfg.seed)
+        summary = dict(summary, proxy=proxy["path"], proxy_parameters=proxy["parameters"])
+    return summary
 
 
 def context_length(config) -> int | None:

@@ -134,6 +134,15 @@ def test_max_seq_len_above_built_model_positions():
     load_config(None, ["model.max_positions=128", "train.max_seq_len=128"])
 
 
+def test_max_seq_len_above_the_probes_proxy_positions():
+    msg = _problems(["select.strategy=milp", "probes.model.max_positions=64",
+                     "train.max_seq_len=128"])
+    _one_line(msg, "train.max_seq_len=128", "probes.model.max_positions=64")
+    # a proxy no strategy trains (no probes) is not checked
+    load_config(None, ["select.strategy=iid", "compare.strategies=[iid]",
+                       "probes.model.max_positions=64", "train.max_seq_len=128"])
+
+
 @pytest.mark.parametrize("key", ["max_position_embeddings", "n_positions"])
 def test_max_seq_len_above_local_hf_model_positions(tmp_path, key):
     (tmp_path / "config.json").write_text(json.dumps({key: 96, "model_type": "gpt2"}))

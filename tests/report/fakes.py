@@ -76,13 +76,24 @@ DEPENDENCIES = {
     "planted_edges": [{"base": "reverse", "dependent": "rev_upper", "found": True}],
 }
 COST = {"probe_trials": 15, "warm_start_trials": 3, "probe_train_tokens": 12345,
-        "probe_trial_seconds": 61.5}
+        "probe_trial_seconds": 61.5, "proxy": True, "probe_model_parameters": 1000,
+        "target_parameters": 8000}
 MIXTURE = {"strategy": "mix", "curriculum": "tiers", "status": "optimal", "objective": 3.5,
            "solver_seconds": 0.0123, "binding": ["budget", "available[add]"],
            "counts": {"reverse": 4, "add": 2}, "available": {"reverse": 5, "add": 3},
            "weights": {"reverse": 1.4, "add": 0.7}, "alpha": {"reverse": 0.6, "add": 0.4},
            "tiers": {"reverse": "base", "add": "middle"},
            "phases": [{"phase": 1, "n": 2, "base": 1.0, "middle": 0.0, "dependent": 0.0}]}
+PROBE_ROUNDS = [
+    {"round": 1, "counts": {"reverse": 4, "add": 2}, "probe_trials": 15,
+     "probe_train_tokens": 12345, "objective_at_centre": 3.0, "objective": 3.25, "gain": 0.25,
+     "moved_share": 0.1, "gamma": [[1.0, 0.3], [0.5, 1.0]], "lo": [[1.0, 0.1], [0.2, 1.0]],
+     "hi": [[1.0, 0.5], [0.8, 1.0]]},
+    {"round": 2, "counts": {"reverse": 5, "add": 1}, "probe_trials": 10,
+     "probe_train_tokens": 6789, "objective_at_centre": 3.5, "objective": 3.5005,
+     "gain": 0.0005, "moved_share": 0.05, "gamma": [[1.0, 0.2], [0.4, 1.0]],
+     "stopped": "the move gained 0.0005, less than round_tolerance=0.01 x 3.5"},
+]
 AUG_STATS = {"kind": "sit", "backend": "rules", "rows_in": 6, "items": 5, "rejected": 1,
              "counts_add_up": True, "rejected_by_reason": {"no <chain> found": 1},
              "selection_tokens": 60, "produced_tokens": 90, "matched_items": 4,
@@ -138,6 +149,7 @@ def full_run(root):
     lay.write_json(PROBE.dependencies, DEPENDENCIES)
     lay.write_json(PROBE.cost, COST)
     lay.write_json(SELECT.mixture, MIXTURE)
+    lay.write_json(PROBE.rounds, PROBE_ROUNDS)
     lay.write_json(AUGMENT.stats, AUG_STATS)
     cells = compare_cells()
     lay.write_json(COMPARE.results, {"cells": cells, "strategies": aggregate(cells)})

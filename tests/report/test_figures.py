@@ -17,8 +17,9 @@ from instructmix.report.probe_figures import gamma_heatmap, gamma_norm
 from tests.report.fakes import ARMS, DEPENDENCIES, INTERACTIONS, PROBE_CATS, full_run
 from tests.report.svg import figure_titled, groups, parse, svgs, texts
 
-# compare 2, eval 2, augment 1, Γ 1, DAG 1, mixture 1, training 2, selection 1, pool 1
-FULL_RUN_FIGURES = 12
+# compare 2, eval 2, augment 1, Γ 1, DAG 1, mixture 1 + Γ of 2 rounds, training 2, selection 1,
+# pool 1
+FULL_RUN_FIGURES = 14
 
 
 @pytest.fixture(scope="module")

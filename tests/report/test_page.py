@@ -45,6 +45,11 @@ def test_numbers_have_thousands_separators_and_names(tmp_path):
     assert "12,345" in page and "1,500" in page  # probe tokens, tokens trained
     assert "12345" not in page and "1.5e+03" not in page
     assert "<th>probe tokens trained</th>" in page and "<th>tokens kept</th>" in page
+    # rounds of probing and solving: one row per round, its mixture, a Γ figure per round
+    assert "Rounds of probing and solving" in page and "Γ of round 2" in page
+    assert "add 1, reverse 5" in page and "6,789" in page and "round_tolerance=0.01" in page
+    # probe compute: 12,345 tokens x 1,000 (proxy) / (1,600 final tokens x 8,000 (target))
+    assert "proxy (1,000 parameters)" in page and ">0.964<" in page and ">7.716<" in page
     assert num(1000) == "1,000" and num(1234567.0) == "1,234,567" and num(None) == "n/a"
     assert text({"a": [1, None], "b": True}) == "a: 1, n/a; b: yes"
     assert interval(-math.inf, math.inf) == "(−∞, ∞)" and interval(None, None) == "no interval"

@@ -7,7 +7,8 @@ import pytest
 
 from instructmix.config import SelectConfig
 from instructmix.layout import RunLayout
-from instructmix.selectors.strategies import choose, largest_remainder
+from instructmix.probes.design import largest_remainder
+from instructmix.selectors.strategies import choose
 
 CATS = ["a", "b", "c"]
 
