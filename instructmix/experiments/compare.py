@@ -27,6 +27,7 @@ from instructmix.experiments.table import (
     markdown_table,
     paired_differences,
     paired_table,
+    verdicts,
 )
 from instructmix.experiments.trial import TrialSpec, fine_tune_and_score, in_process
 from instructmix.layout import AUGMENT, COMPARE, POOL, RunLayout
@@ -149,6 +150,7 @@ def run_compare(cfg: RunConfig, layout: RunLayout) -> dict:
                                         "paired": dict(paired, baseline=baseline)})
     text = markdown_table(agg) + "".join("\n" + paired_table(p, baseline, m)
                                          for m, p in paired.items() if p)
+    text += "\n" + verdicts(paired["exact_match"], baseline)
     layout.write_text(COMPARE.table, text)
     log.info("compare:\n%s", text)
     return {n: {m: round(a[f"macro_{m}"]["mean"], 4) for m in ("exact_match", "token_accuracy")

@@ -121,6 +121,26 @@ def paired_table(paired: dict, baseline: str, metric: str = "exact_match") -> st
     return "\n".join(lines) + "\n"
 
 
+def verdicts(paired: dict, baseline: str, metric: str = "exact_match") -> str:
+    """One sentence per arm: does it beat the baseline, and if not, why the data cannot say
+    so (the interval's half-width against the mean difference, the number of seeds)."""
+    lines = []
+    for name, p in paired.items():
+        n, half = len(p["differences"]), (p["hi"] - p["lo"]) / 2
+        head = (f"{name} − {baseline}, macro {metric.replace('_', ' ')}: {p['mean']:+.3f} "
+                f"[{p['lo']:+.3f}, {p['hi']:+.3f}] over {n} seeds: ")
+        if p["beats"] or p["loses"]:
+            lines.append(head + ("beats " if p["beats"] else "loses to ") + baseline + ".")
+        elif n < 2:
+            lines.append(head + "one seed gives no interval: not shown either way.")
+        else:
+            lines.append(head + f"not shown to beat {baseline}: the interval contains 0 (its "
+                         f"half-width {half:.3f} exceeds the mean difference "
+                         f"{abs(p['mean']):.3f}); more seeds or a larger difference would be "
+                         "needed to tell them apart.")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def markdown_table(agg: dict) -> str:
     names = list(agg)
     head = "| category | " + " | ".join(names) + " |\n|---|" + "---|" * len(names) + "\n"

@@ -4,9 +4,9 @@ cost."""
 
 from __future__ import annotations
 
-from instructmix.experiments.table import table_rows
+from instructmix.experiments.table import table_rows, verdicts
 from instructmix.layout import COMPARE
-from instructmix.report.blocks import figure, heading, note, problem, section, table
+from instructmix.report.blocks import bullets, figure, heading, note, problem, section, table
 from instructmix.report.figures import grouped_bars
 from instructmix.report.fmt import finite, integer, mean_std, num, text
 from instructmix.report.inputs import RunData, not_run
@@ -102,7 +102,18 @@ def _paired_blocks(data: RunData) -> list[dict]:
                    "verdict"], rows,
                   caption="the arm's macro score minus the baseline's on the same seed; the "
                   "interval is a Student-t interval over the seeds; 'beats' only when it "
-                  "excludes 0.")]
+                  "excludes 0."),
+            *_verdict_blocks(paired.get("exact_match"), base)]
+
+
+def _verdict_blocks(paired, base) -> list[dict]:
+    """The compare stage's sentence per arm (exact match): beats, loses, or why not shown."""
+    keys = {"differences": list, "mean": float, "lo": float, "hi": float, "beats": bool,
+            "loses": bool}
+    ok = {a: p for a, p in (paired or {}).items() if isinstance(p, dict) and all(
+        isinstance(p.get(k), kind) for k, kind in keys.items())}
+    lines = verdicts(ok, str(base)).splitlines() if ok else []
+    return [bullets(lines, caption="what the paired differences show")] if lines else []
 
 
 def compare_section(data: RunData, train_tokens) -> dict:

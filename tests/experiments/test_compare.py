@@ -73,7 +73,7 @@ def _cell(arm: str, seed: int, em: float) -> dict:
 
 
 def test_paired_differences_and_their_t_interval():
-    from instructmix.experiments.table import paired_differences, paired_table
+    from instructmix.experiments.table import paired_differences, paired_table, verdicts
 
     iid = [0.10, 0.20, 0.30]
     cells = [_cell("iid", s, v) for s, v in enumerate(iid)]
@@ -92,3 +92,10 @@ def test_paired_differences_and_their_t_interval():
     assert paired["one"]["lo"] == float("-inf") and not paired["one"]["beats"]
     text = paired_table(paired, "iid")
     assert "| good | +0.100, +0.120, +0.140 | +0.120 |" in text and "beats iid" in text
+    said = verdicts(paired, "iid").splitlines()
+    assert said[0] == ("good − iid, macro exact match: +0.120 [+0.070, +0.170] over 3 seeds: "
+                       "beats iid.")
+    assert said[1].startswith("same − iid, macro exact match: +0.000 [-0.248, +0.248] over 3 "
+                              "seeds: not shown to beat iid: the interval contains 0 (its "
+                              "half-width 0.248")
+    assert "one seed gives no interval" in said[2]

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from instructmix.config import RunConfig
-from instructmix.experiments.table import aggregate
+from instructmix.experiments.table import aggregate, paired_differences
 from instructmix.layout import (
     AUGMENT,
     COMPARE,
@@ -152,7 +152,10 @@ def full_run(root):
     lay.write_json(PROBE.rounds, PROBE_ROUNDS)
     lay.write_json(AUGMENT.stats, AUG_STATS)
     cells = compare_cells()
-    lay.write_json(COMPARE.results, {"cells": cells, "strategies": aggregate(cells)})
+    paired = {m: paired_differences(cells, ARMS[0], m) for m in ("exact_match",
+                                                                  "token_accuracy")}
+    lay.write_json(COMPARE.results, {"cells": cells, "strategies": aggregate(cells),
+                                     "paired": dict(paired, baseline=ARMS[0])})
     for stage in ("probe", "augment", "compare"):
         _done(root, stage, 2.0, {})
     return cfg

@@ -45,6 +45,8 @@ def test_numbers_have_thousands_separators_and_names(tmp_path):
     assert "12,345" in page and "1,500" in page  # probe tokens, tokens trained
     assert "12345" not in page and "1.5e+03" not in page
     assert "<th>probe tokens trained</th>" in page and "<th>tokens kept</th>" in page
+    # the compare stage's verdict sentences, with the reason when an arm is not shown better
+    assert "what the paired differences show" in page and "mix − iid, macro exact match" in page
     # rounds of probing and solving: one row per round, its mixture, a Γ figure per round
     assert "Rounds of probing and solving" in page and "Γ of round 2" in page
     assert "add 1, reverse 5" in page and "6,789" in page and "round_tolerance=0.01" in page
