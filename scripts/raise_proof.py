@@ -19,53 +19,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-
-from instructmix.experiments.table import paired_differences
+from proof import PAIRED_HEAD, commit, fork, paired_rows, run
 
 CONFIG = "configs/raise.yaml"
-BIN = str(Path(sys.executable).with_name("instructmix"))
-
-
-def run(run_dir: Path, *sets: str) -> dict:
-    args = [BIN, "run", CONFIG, "--set", f"run_dir={run_dir}"]
-    for s in sets:
-        args += ["--set", s]
-    print("$", " ".join(args), flush=True)
-    subprocess.run(args, check=True)
-    return json.loads((run_dir / "compare" / "results.json").read_text())
-
-
-def fork(src: Path, dst: Path, stages: tuple[str, ...]) -> Path:
-    """A new run folder sharing `stages` (finished, same fingerprints) with `src`."""
-    if not dst.exists():
-        dst.mkdir(parents=True)
-        for stage in stages:
-            shutil.copytree(src / stage, dst / stage)
-    return dst
-
-
-def macro(cell: dict, metric: str = "exact_match") -> float:
-    return float(np.mean([v for v in cell[metric].values() if v is not None]))
-
-
-def paired_rows(cells: list[dict], baseline: str, arms: list[str], label: str) -> list[str]:
-    rows = []
-    for metric in ("exact_match", "token_accuracy"):
-        paired = paired_differences([c for c in cells if c["strategy"] in (*arms, baseline)],
-                                    baseline, metric)
-        for arm, p in paired.items():
-            verdict = "beats" if p["beats"] else "loses to" if p["loses"] else "≈"
-            rows.append(f"| {label.format(arm=arm)} | {metric.replace('_', ' ')} | "
-                        + ", ".join(f"{d:+.3f}" for d in p["differences"])
-                        + f" | {p['mean']:+.3f} | [{p['lo']:+.3f}, {p['hi']:+.3f}] | "
-                        f"{verdict} |")
-    return rows
 
 
 def picked_shares(cells: list[dict]) -> list[str]:
@@ -86,11 +45,11 @@ def main() -> None:
     ap.add_argument("--runs", default="runs/raise_proof")
     root = Path(ap.parse_args().runs).resolve()
     main_run = root / "main"
-    base = run(main_run)
+    base = run(CONFIG, main_run)
     cells = list(base["cells"])
     # every fork keeps a milp arm: the probe stage (Γ, and the DAG tiers in RAISE's state)
     # is then the main run's, not re-run without probes
-    ablation = run(fork(main_run, root / "no_stage", ("pool", "model", "probe")),
+    ablation = run(CONFIG, fork(main_run, root / "no_stage", ("pool", "model", "probe")),
                    "raise.stage_features=false", "compare.strategies=[raise,milp]")
     cells += [dict(c, strategy="raise-no-stage") for c in ablation["cells"]
               if c["strategy"] == "raise"]
@@ -98,20 +57,17 @@ def main() -> None:
     full_steps, usable = full[0]["steps"], sum(full[0]["counts"].values())
     for share in (50, 100):
         budget = usable * share // 100  # rows whose epochs take share% of the full steps
-        res = run(fork(main_run, root / f"steps{share}", ("pool", "model", "probe", "policy")),
-                  f"select.budget={budget}", "compare.strategies=[iid,raise,milp]")
+        forked = fork(main_run, root / f"steps{share}", ("pool", "model", "probe", "policy"))
+        res = run(CONFIG, forked, f"select.budget={budget}",
+                  "compare.strategies=[iid,raise,milp]")
         cells += [dict(c, strategy=f"{c['strategy']}@{share}%") for c in res["cells"]
                   if c["strategy"] != "milp"]
     raise_steps = next(c["steps"] for c in cells if c["strategy"] == "raise")
     cost = json.loads((main_run / "policy" / "cost.json").read_text())
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    out = [f"Measured {datetime.date.today()} at commit {commit} with "
+    out = [f"Measured {datetime.date.today()} at commit {commit()} with "
            f"`python scripts/raise_proof.py` ({root}).", "",
            f"raise = {raise_steps} steps = {raise_steps / full_steps:.1%} of the full run's "
-           f"{full_steps}.", "",
-           "| comparison | metric | per seed | mean | 95% interval | verdict |",
-           "|---|---|---|---|---|---|"]
+           f"{full_steps}.", "", *PAIRED_HEAD]
     arms = ["ifd", "selfpaced", "milp", "raise", "full"]
     out += paired_rows(cells, "iid", arms, "{arm} − iid (same steps; full: all steps)")
     steps = [f"raise@{s}%" for s in (50, 100)] + ["raise"]
