@@ -53,8 +53,6 @@ class POOL:
 class MODEL:
     info = _a("model", "model.json", "json", "path of the model to train, built or named")
     hf = _a("model", "hf", "dir", "the model built from scratch, HF format")
-    proxy_info = _a("model", "proxy.json", "json", "the probes' proxy model (probes.model)")
-    proxy_hf = _a("model", "proxy", "dir", "the proxy built from scratch, HF format")
 
 
 class PROBE:
@@ -62,6 +60,8 @@ class PROBE:
     validation_ids = _a("probe", "validation_ids.json", "json", "rows held out to score probes")
     sets = _a("probe", "sets", "dir", "each trial's training rows and the validation rows")
     warm = _a("probe", "warm", "dir", "warm-start models, one per probe seed")
+    proxy_info = _a("probe", "proxy.json", "json", "the probes' proxy model (probes.model)")
+    proxy_hf = _a("probe", "proxy", "dir", "the proxy built from scratch, HF format")
     tune = _a("probe", "tune", "dir", "Ray Tune's experiment folders")
     probes = _a("probe", "probes.json", "json", "every trial: mixture, scores, cost")
     interactions = _a("probe", "interactions.json", "json", "Γ with intervals, regression")
@@ -283,9 +283,9 @@ class RunLayout:
         return self.read_json(MODEL.info)["path"]
 
     def probe_model(self) -> dict:
-        """The model the probes train: the proxy (`probes.model`) when the model stage made
+        """The model the probes train: the proxy (`probes.model`) when the probe stage built
         one, else the target; its path and parameter count."""
-        return self.read_json(MODEL.proxy_info if self.exists(MODEL.proxy_info) else MODEL.info)
+        return self.read_json(PROBE.proxy_info if self.exists(PROBE.proxy_info) else MODEL.info)
 
     def read_pool(self) -> pa.Table:
         """The accepted pool rows, sorted by id (a sample then depends on the seed, not on

@@ -33,7 +33,7 @@ class Stage:
     sections: tuple[str, ...]  # config sections that change its output
     run: Callable[[RunConfig, RunLayout], dict]  # (config, its layout) -> summary
     needs_ray: bool = True
-    extra: Callable[[RunConfig], dict | None] | None = None  # more fingerprint inputs
+    extra: Callable[[RunConfig], dict] | None = None  # more fingerprint inputs
 
 
 def _probe_inputs(cfg: RunConfig) -> dict:
@@ -47,12 +47,6 @@ def _probe_inputs(cfg: RunConfig) -> dict:
                                                                      "curriculum_bias",
                                                                      "regmix_samples"})
     return out
-
-
-def _model_inputs(cfg: RunConfig) -> dict | None:
-    """The probes' proxy, built only when probes run (None: no proxy)."""
-    proxy = cfg.probes.model if cfg.needs_probes else None
-    return {"proxy": proxy.model_dump(mode="json")} if proxy is not None else None
 
 
 def _policy_inputs(cfg: RunConfig) -> dict:
@@ -110,8 +104,7 @@ def _lazy(module: str, name: str) -> Callable[[RunConfig, RunLayout], dict]:
 STAGES: list[Stage] = [
     Stage("pool", (), ("seed", "pool"), _lazy("instructmix.data.pool", "run_pool")),
     Stage("model", ("pool",), ("seed", "model"),
-          _lazy("instructmix.training.model_factory", "run_model"), needs_ray=False,
-          extra=_model_inputs),
+          _lazy("instructmix.training.model_factory", "run_model"), needs_ray=False),
     Stage("probe", ("pool", "model"), ("seed", "probes"),
           _lazy("instructmix.experiments.probe_stage", "run_probes"), extra=_probe_inputs),
     Stage("policy", ("pool", "model", "probe"), ("seed", "raise"),
@@ -139,9 +132,8 @@ def _hash(obj) -> str:
 def fingerprint(cfg: RunConfig, stage: Stage, layout: RunLayout) -> str:
     data = cfg.model_dump(mode="json")
     parts = {s: data[s] for s in stage.sections}
-    extra = stage.extra(cfg) if stage.extra is not None else None
-    if extra is not None:
-        parts["extra"] = extra
+    if stage.extra is not None:
+        parts["extra"] = stage.extra(cfg)
     for dep in stage.reads:
         done = layout.read_marker(dep, "done")
         if done is None:

@@ -1,6 +1,7 @@
 """Beyond IID on the testbed, every figure of its RESULTS entry from one command:
 
     .venv/bin/python scripts/beyond_iid_proof.py [--runs runs/beyond_iid_proof]
+        [--main RUN_DIR]   # a finished run of configs/beyond_iid.yaml to use as step 1
 
 1. `instructmix run configs/beyond_iid.yaml`: probes on the target model (3 probe seeds,
    order probes for the DAG), the MILP mixture, and iid, proportional, regmix, milp and
@@ -23,8 +24,9 @@ import datetime
 import json
 from pathlib import Path
 
-from proof import PAIRED_HEAD, commit, compare_only, fork, paired_rows, run
+from proof import PAIRED_HEAD, commit, compare_only, fork, paired_rows, results, run
 
+from instructmix.config.loading import load_config
 from instructmix.experiments.table import paired_differences
 from instructmix.probes.agreement import gamma_agreement
 
@@ -61,23 +63,34 @@ def recovery_lines(run_dir: Path, label: str) -> list[str]:
 
 def cost_line(run_dir: Path, label: str, final_tokens: float, target_params: int) -> str:
     cost = read(run_dir, "probe", "cost.json")
+    if "probe_model_parameters" not in cost:
+        raise SystemExit(f"{run_dir}/probe/cost.json has no probe_model_parameters: its probe "
+                         "stage predates proxy probes; re-run it")
     tokens = cost["probe_train_tokens"] / final_tokens
     compute = tokens * cost["probe_model_parameters"] / target_params
     return (f"- {label}: {cost['probe_trials']} probes + {cost['warm_start_trials']} warm "
             f"starts + {cost.get('round_trials', 0)} later-round probes + "
             f"{cost['order_trials']} order probes, {cost['probe_train_tokens']:,} tokens on a "
             f"{cost['probe_model_parameters']:,}-parameter model = {tokens:.2f}x the final "
-            f"run's tokens ({final_tokens:,.0f}), compute (tokens x parameters) "
+            f"target run's tokens (iid arm, mean over seeds: {final_tokens:,.0f}), compute "
+            f"(tokens x parameters) "
             f"{compute:.3f}x; {cost['probe_trial_seconds']:.0f} s of trial time")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", default="runs/beyond_iid_proof")
-    root = Path(ap.parse_args().runs).resolve()
-    main_run = root / "main"
-    cells = list(run(CONFIG, main_run)["cells"])
-    budget = 3000
+    ap.add_argument("--main", help="a finished run of the config to use as step 1 (its "
+                    "compare results are read, not re-run)")
+    args = ap.parse_args()
+    root = Path(args.runs).resolve()
+    if args.main:
+        main_run = Path(args.main).resolve()
+        cells = list(results(main_run)["cells"])
+    else:
+        main_run = root / "main"
+        cells = list(run(CONFIG, main_run)["cells"])
+    budget = load_config(CONFIG).select.budget
     for share in (25, 50):
         res = compare_only(CONFIG, fork(main_run, root / f"budget{share}",
                                         ("pool", "model", "probe")),
@@ -91,11 +104,11 @@ def main() -> None:
     iid = [c for c in cells if c["strategy"] == "iid"]
     final_tokens = sum(c["train_tokens"] for c in iid) / len(iid)
     target_params = read(main_run, "model", "model.json")["parameters"]
-    rounds = read(proxy_run, "probe", "rounds.json")
+    rounds = read(proxy_run, "probe", "rounds.json")["rounds"]
     agree = gamma_agreement(read(main_run, "probe", "interactions.json"),
                             dict(rounds[0], categories=sorted(rounds[0]["counts"])))
     out = [f"Measured {datetime.date.today()} at commit {commit()} with "
-           f"`python scripts/beyond_iid_proof.py` ({root}).", "",
+           f"`python scripts/beyond_iid_proof.py` ({root}; step 1: {main_run}).", "",
            "Planted prerequisite edges (probe seeds 0, 1, 2):",
            *dag_lines(main_run, "target probes"), *dag_lines(proxy_run, "proxy, 3 rounds"), "",
            "Sign recovery of the planted interactions:",

@@ -141,7 +141,8 @@ class SelectConfig(Section):
     robust: bool = Field(False, description="Use the lower confidence bound of gamma.")
     trust_region: float | None = Field(
         None, ge=0, le=1, description="Largest share of the budget moved away from the "
-        "proportional mixture (None: no limit).")
+        "proportional mixture (with `rounds`: per round, from the last round's mixture; "
+        "None: no limit).")
     floor_per_category: int = Field(0, ge=0, description="Minimum items per category.")
     rounds: int = Field(
         1, ge=1, description="milp: rounds of probing and solving. Round 1 probes around D0 "

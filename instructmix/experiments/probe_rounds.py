@@ -30,10 +30,13 @@ RunProbes = Callable[[list[dict], str], list[dict]]
 
 
 def _record(r: int, names: list[str], centre: np.ndarray, counts: np.ndarray, info: dict,
-            est: Estimates, records: list[dict]) -> dict:
+            est: Estimates, records: list[dict], unit: np.ndarray, budget: float) -> dict:
+    """A round: `centre` in items; the objective at the centre and the share of the budget
+    moved are in the solver's terms (the centre it used: rescaled to a token budget)."""
     weights = np.array([info["weights"][c] for c in names])
-    at_centre = float(weights @ centre)
-    moved = float(np.abs(counts - centre).sum() / 2 / max(counts.sum(), 1))
+    used = np.asarray(info["current"], dtype=float)
+    at_centre = float(weights @ used)
+    moved = float(unit @ np.abs(counts - used) / 2 / budget)
     return {"round": r, "centre": dict(zip(names, centre.tolist(), strict=True)),
             "counts": dict(zip(names, counts.tolist(), strict=True)),
             "objective": info["objective"], "objective_at_centre": at_centre,
@@ -54,9 +57,11 @@ def run_rounds(cfg: RunConfig, est: Estimates, records: list[dict], facts: tuple
     last round's estimate, every round's record, the later rounds' probe records)."""
     sc, pc = cfg.select, cfg.probes
     names, available, tokens, budget_items = facts
+    unit = tokens if sc.budget_unit == "tokens" else np.ones(len(names))
     centre = largest_remainder(available, budget_items, available)
     counts, info = milp_solve(sc, names, available, tokens, budget_items, est.interactions)
-    rounds = [_record(1, names, centre, counts, info, est, records)]
+    rounds = [_record(1, names, centre, counts, info, est, records, unit, sc.budget)]
+    regression = est.interactions.get("regression")  # round 1 has every probe design
     spent: list[dict] = []
     for r in range(2, sc.rounds + 1):
         centre = counts
@@ -68,9 +73,12 @@ def run_rounds(cfg: RunConfig, est: Estimates, records: list[dict], facts: tuple
         recs = run_probes(probes, f"round{r}")
         spent += recs
         est = estimate(recs, names, pc, ground_truth)
+        if regression is not None:
+            est.interactions["regression"] = regression
         counts, info = milp_solve(sc, names, available, tokens, budget_items,
                                   est.interactions, centre.astype(float))
-        rounds.append(dict(_record(r, names, centre, counts, info, est, recs), base=base))
+        rounds.append(dict(_record(r, names, centre, counts, info, est, recs, unit, sc.budget),
+                           base=base))
         last = rounds[-1]
         if last["gain"] < sc.round_tolerance * abs(last["objective_at_centre"]):
             last["stopped"] = (f"the move gained {last['gain']:.4g}, less than "

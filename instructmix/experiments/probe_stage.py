@@ -3,7 +3,8 @@
 Design (a), interventions: per seed s, a base mixture D0 (`base_per_category` items of every
 category) and one probe per category j (D0 + `add_per_category` more items of j).
 Design (b), random mixtures: Dirichlet(1) proportions of a total drawn in [0.5, 1.5] × |D0|.
-Every probe × seed is one Tune trial training the run's model with the target run's loop;
+Every probe × seed is one Tune trial training the run's model (or the proxy `probes.model`,
+which this stage builds) with the target run's loop;
 its score for category i (`probes.score`) is minus the mean response loss, or the response
 token accuracy, on `valid_per_category` pool rows of i held out from every selection (the
 eval set never chooses data).
@@ -11,7 +12,9 @@ eval set never chooses data).
 Writes (see `PROBE` in instructmix.layout): every trial (mixture, scores, seconds, or
 failure), Γ from the interventions (or from the regression for design b) with CIs, the
 regression estimate on all probes and sign recovery when the pool has a ground truth; the
-dependency DAG and tiers; the validation ids; the RegMix fit; what the probes cost.
+dependency DAG and tiers; the validation ids; the RegMix fit; what the probes cost; with
+`select.rounds` > 1 every round of probing and solving (`probe_rounds`, PROBE.rounds: Γ,
+the DAG and the curriculum then come from the last round).
 
 Dependencies (`probes.dependencies`): "order" (default) runs a second Tune sweep of order
 probes (`instructmix.probes.order`: j's rows then i's against a neutral mix then i's, same
@@ -37,6 +40,7 @@ from instructmix.probes.design import base_mixture, plan, split_validation
 from instructmix.probes.estimate import Estimates, estimate, order_dependencies
 from instructmix.probes.order import candidates, plan_order
 from instructmix.runtime import fail_trial
+from instructmix.training.model_factory import make_model
 
 log = logging.getLogger("instructmix")
 
@@ -182,6 +186,8 @@ def run_probes(cfg: RunConfig, layout: RunLayout) -> dict:
     if len(names) < 2:
         raise ValueError(f"probes need at least 2 categories in the pool, found {names}")
     _write_validation(layout, pool, valid)
+    if pc.model is not None:  # the proxy the probes train instead of the target
+        make_model(pc.model, layout, PROBE.proxy_info, PROBE.proxy_hf, cfg.seed, "probes.model")
     sets, train = ProbeSets(cfg, layout, pool, valid), probe_train(cfg)
     probes, notes = plan(cats, ~valid, pc, cfg.seed)
     warm_done = _warm_start(cfg, sets, cats, ~valid, train)
@@ -232,7 +238,7 @@ def _rounds(cfg: RunConfig, sets: ProbeSets, est: Estimates, records: list[dict]
     facts = pool_facts(cats, np.asarray(pool.column("n_tokens")), usable, cfg.select)
     est, rounds, spent = run_rounds(cfg, est, records, facts, cats, usable, run_probes,
                                     sets.layout.read_json(POOL.ground_truth, None))
-    sets.layout.write_json(PROBE.rounds, rounds)
+    sets.layout.write_json(PROBE.rounds, {"rounds": rounds})
     return est, spent
 
 
@@ -248,6 +254,6 @@ def probe_cost(layout: RunLayout, records: list[dict], warm: list[dict], ordered
             "order_train_tokens": int(sum(r["train_tokens"] or 0 for r in ordered)),
             "probe_train_tokens": int(sum(r["train_tokens"] or 0 for r in spent)),
             "probe_trial_seconds": round(sum(r["seconds"] or 0 for r in spent), 1),
-            "probe_model": probe_model["path"], "proxy": layout.exists(MODEL.proxy_info),
+            "probe_model": probe_model["path"], "proxy": layout.exists(PROBE.proxy_info),
             "probe_model_parameters": probe_model.get("parameters"),
             "target_parameters": target.get("parameters")}

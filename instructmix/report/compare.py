@@ -66,10 +66,13 @@ def _cost_blocks(cost: dict | None, train_tokens) -> list[dict]:
                if share is not None and probe_params and target_params else None)
     model = "proxy" if cost.get("proxy") else "target"
     return [heading("Probe cost"),
-            table(["probe trials", "probe tokens trained", "probe trial seconds",
-                   "probes trained", "final run tokens trained",
-                   "probe tokens / final run tokens", "probe compute / final run compute"],
-                  [[cost.get("probe_trials"), integer(cost.get("probe_train_tokens")),
+            table(["probe trials (warm starts, later rounds, order probes)",
+                   "probe tokens trained", "probe trial seconds", "probes trained",
+                   "final run tokens trained", "probe tokens / final run tokens",
+                   "probe compute / final run compute"],
+                  [[f"{cost.get('probe_trials')} ({cost.get('warm_start_trials', 0)}, "
+                    f"{cost.get('round_trials', 0)}, {cost.get('order_trials', 0)})",
+                    integer(cost.get("probe_train_tokens")),
                     num(cost.get("probe_trial_seconds"), 1),
                     f"{model} ({integer(probe_params)} parameters)", integer(train_tokens),
                     num(share, 3), num(compute, 3)]],
@@ -106,12 +109,17 @@ def _paired_blocks(data: RunData) -> list[dict]:
             *_verdict_blocks(paired.get("exact_match"), base)]
 
 
+def _bound(v, sign: int) -> float:
+    """An interval end as written (an unbounded one, ±inf, is stored as null)."""
+    return float(v) if isinstance(v, (int, float)) else sign * float("inf")
+
+
 def _verdict_blocks(paired, base) -> list[dict]:
     """The compare stage's sentence per arm (exact match): beats, loses, or why not shown."""
-    keys = {"differences": list, "mean": float, "lo": float, "hi": float, "beats": bool,
-            "loses": bool}
-    ok = {a: p for a, p in (paired or {}).items() if isinstance(p, dict) and all(
-        isinstance(p.get(k), kind) for k, kind in keys.items())}
+    keys = {"differences": list, "mean": float, "beats": bool, "loses": bool}
+    ok = {a: dict(p, lo=_bound(p.get("lo"), -1), hi=_bound(p.get("hi"), 1))
+          for a, p in (paired or {}).items() if isinstance(p, dict) and all(
+              isinstance(p.get(k), kind) for k, kind in keys.items())}
     lines = verdicts(ok, str(base)).splitlines() if ok else []
     return [bullets(lines, caption="what the paired differences show")] if lines else []
 

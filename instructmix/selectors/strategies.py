@@ -88,7 +88,7 @@ def milp_counts(sc: SelectConfig, names: list[str], available: np.ndarray, token
     trust region is centred on the mixture the last round probed around."""
     centre = None
     if run.exists(PROBE.rounds):
-        last = run.read_json(PROBE.rounds)[-1]["centre"]
+        last = run.read_json(PROBE.rounds)["rounds"][-1]["centre"]
         centre = np.array([last[c] for c in names], dtype=float)
     return milp_solve(sc, names, available, tokens, budget_items,
                       _load(run, PROBE.interactions), centre)
@@ -151,6 +151,7 @@ def milp_solve(sc: SelectConfig, names: list[str], available: np.ndarray, tokens
         current=current, trust_region=sc.trust_region))
     counts = np.array([res.counts[c] for c in names])
     return counts, {"objective": res.objective, "status": res.status,
+                    "current": None if current is None else current.round(6).tolist(),
                     "solver_seconds": round(res.seconds, 4), "binding": res.binding,
                     "alpha": dict(zip(names, alpha.round(6).tolist(), strict=True)),
                     "weights": dict(zip(names, (gamma.T @ alpha).round(6).tolist(),

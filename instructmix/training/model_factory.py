@@ -1,7 +1,7 @@
 """Model stage: a small causal LM from a transformers config plus a tokenizer trained on
 the pool with `tokenizers`, saved as an HF directory with a chat template; or an existing
-HF model path named in the config (real runs). The same for the probes' proxy model
-(`probes.model`) when the config names one.
+HF model path named in the config (real runs). `make_model` also builds the probes' proxy
+(`probes.model`) for the probe stage.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def pool_texts(shards: Path) -> list[str]:
     return ["\n".join(m["content"] for m in msgs) for msgs in table.column("messages").to_pylist()]
 
 
-def check_model_path(path: str) -> None:
+def check_model_path(path: str, field: str = "model.path") -> None:
     """Fail early and clearly when a named model cannot be loaded offline."""
     from transformers import AutoConfig, AutoTokenizer
 
@@ -97,7 +97,7 @@ def check_model_path(path: str) -> None:
         AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as e:
         why = " (HF_HUB_OFFLINE=1: only local paths work)" if offline() else ""
-        raise FileNotFoundError(f"model.path {path!r} cannot be loaded{why}: "
+        raise FileNotFoundError(f"{field} {path!r} cannot be loaded{why}: "
                                 f"{str(e).splitlines()[0]}") from None
 
 
@@ -113,11 +113,11 @@ def count_parameters(path: str) -> int:
 
 
 def make_model(mc: ModelConfig, layout: RunLayout, info: Artifact, hf: Artifact,
-               seed: int) -> dict:
-    """Build `mc` from scratch into `hf` (or check the model it names); write `info`: its
-    path, whether it was built, and its parameter count."""
+               seed: int, field: str = "model") -> dict:
+    """Build `mc` (the config section `field`) from scratch into `hf`, or check the model it
+    names; write `info`: its path, whether it was built, and its parameter count."""
     if mc.path:
-        check_model_path(mc.path)
+        check_model_path(mc.path, f"{field}.path")
         record = {"path": mc.path, "built": False, "parameters": count_parameters(mc.path)}
     else:
         texts = pool_texts(layout.path(POOL.shards))
@@ -135,11 +135,7 @@ def make_model(mc: ModelConfig, layout: RunLayout, info: Artifact, hf: Artifact,
 
 
 def run_model(cfg: RunConfig, layout: RunLayout) -> dict:
-    summary = make_model(cfg.model, layout, MODEL.info, MODEL.hf, cfg.seed)
-    if cfg.probes.model is not None and cfg.needs_probes:
-        proxy = make_model(cfg.probes.model, layout, MODEL.proxy_info, MODEL.proxy_hf, cfg.seed)
-        summary = dict(summary, proxy=proxy["path"], proxy_parameters=proxy["parameters"])
-    return summary
+    return make_model(cfg.model, layout, MODEL.info, MODEL.hf, cfg.seed)
 
 
 def context_length(config) -> int | None:

@@ -24,8 +24,9 @@ def test_probes_train_the_proxy_in_rounds_and_the_run_trains_the_target(ray_loca
     results = run_all(cfg, stop_after="train")
 
     target = json.loads((run / "model" / "model.json").read_text())
-    made = json.loads((run / "model" / "proxy.json").read_text())
-    assert made["path"] == str(run / "model" / "proxy") and made["built"]
+    made = json.loads((run / "probe" / "proxy.json").read_text())
+    assert made["path"] == str(run / "probe" / "proxy") and made["built"]
+    assert not (run / "model" / "proxy.json").exists()  # the model stage builds the target
     assert made["parameters"] < target["parameters"]
     # every probe trial (warm start included) trained the proxy: the warm model is a proxy
     params = [json.loads(f.read_text())["trial"]
@@ -41,7 +42,7 @@ def test_probes_train_the_proxy_in_rounds_and_the_run_trains_the_target(ray_loca
     assert cost["target_parameters"] == target["parameters"]
     # round 2 probed around round 1's mixture (a Tune sweep of its own) and the select
     # stage trained on the last round's mixture
-    rounds = json.loads((run / "probe" / "rounds.json").read_text())
+    rounds = json.loads((run / "probe" / "rounds.json").read_text())["rounds"]
     assert [r["round"] for r in rounds] == [1, 2] and rounds[1]["centre"] == rounds[0]["counts"]
     assert len(list((run / "probe" / "tune" / "round2").glob("*/result.json"))) == 4
     assert cost["round_trials"] == 4 and rounds[1]["probe_trials"] == 4
@@ -54,21 +55,19 @@ def test_probes_train_the_proxy_in_rounds_and_the_run_trains_the_target(ray_loca
     assert trained["n_embd"] == 32 and results["train"]["summary"]["steps"] == 2
 
 
-def test_a_proxy_changes_the_model_fingerprint_and_no_proxy_keeps_it(tmp_path):
+def test_a_proxy_reruns_the_probes_but_not_the_target_stages(tmp_path):
     from instructmix.config import RunConfig
     from instructmix.layout import RunLayout
-    from instructmix.pipeline import BY_NAME, _hash, fingerprint
+    from instructmix.pipeline import BY_NAME, fingerprint
 
     cfg = RunConfig.model_validate({"run_dir": str(tmp_path), "select": {"strategy": "milp"}})
     proxy = cfg.model.model_copy(update={"n_embd": 64})
     with_proxy = cfg.model_copy(update={"probes": cfg.probes.model_copy(
         update={"model": proxy})})
     lay = RunLayout(tmp_path)
-    lay.write_marker("pool", "done", {"fingerprint": "p"})
-    data = cfg.model_dump(mode="json")
-    before = _hash({"seed": data["seed"], "model": data["model"], "stage:pool": "p"})
-    assert fingerprint(cfg, BY_NAME["model"], lay) == before  # runs made before proxies
-    assert fingerprint(with_proxy, BY_NAME["model"], lay) != before
-    no_probes = with_proxy.model_copy(update={"select": cfg.select.model_copy(
-        update={"strategy": "iid"})})
-    assert fingerprint(no_probes, BY_NAME["model"], lay) == before  # the proxy is not built
+    for stage in ("pool", "model", "policy"):
+        lay.write_marker(stage, "done", {"fingerprint": stage})
+    assert fingerprint(cfg, BY_NAME["model"], lay) == fingerprint(with_proxy, BY_NAME["model"],
+                                                                   lay)
+    assert fingerprint(cfg, BY_NAME["probe"], lay) != fingerprint(with_proxy, BY_NAME["probe"],
+                                                                   lay)

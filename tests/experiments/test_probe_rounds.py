@@ -36,12 +36,16 @@ def _records(probes: list[dict], cats: np.ndarray) -> list[dict]:
     return out
 
 
-def _setup(rounds: int, tolerance: float = 0.0):
+TOKENS = {"a": 10, "b": 20, "c": 30}
+
+
+def _setup(rounds: int, tolerance: float = 0.0, tokens: bool = False):
     cats = np.array([c for c in CATS for _ in range(400)], dtype=object)
     usable = np.ones(len(cats), dtype=bool)
+    budget = {"budget": 12000, "budget_unit": "tokens"} if tokens else {"budget": 600}
     cfg = RunConfig.model_validate({
-        "select": {"strategy": "milp", "budget": 600, "trust_region": 0.1, "rounds": rounds,
-                   "round_tolerance": tolerance},
+        "select": {"strategy": "milp", "trust_region": 0.1, "rounds": rounds,
+                   "round_tolerance": tolerance, **budget},
         "probes": {"design": "intervention", "base_per_category": 30, "add_per_category": 20,
                    "seeds": 2, "score": "token_accuracy", "min_self_effect": 0.0}})
     return cfg, cats, usable
@@ -52,7 +56,7 @@ def _run(cfg, cats, usable):
     first, _ = plan(cats, usable, pc, cfg.seed)
     records = _records(first, cats)
     est = estimate(records, CATS, pc, None)
-    facts = pool_facts(cats, np.full(len(cats), 10), usable, cfg.select)
+    facts = pool_facts(cats, np.array([TOKENS[c] for c in cats]), usable, cfg.select)
     seen = []
 
     def run_probes(probes, name):
@@ -92,15 +96,19 @@ def test_rounds_stop_when_a_move_gains_too_little():
     assert len(rounds) == 2 and len(seen) == 1 and "round_tolerance=10" in rounds[-1]["stopped"]
 
 
-def test_the_select_stage_reproduces_the_last_rounds_mixture(tmp_path):
-    cfg, cats, usable = _setup(rounds=2)
+@pytest.mark.parametrize("tokens", [False, True])
+def test_the_select_stage_reproduces_the_last_rounds_mixture(tmp_path, tokens):
+    cfg, cats, usable = _setup(rounds=3, tokens=tokens)
     est, rounds, _, _ = _run(cfg, cats, usable)
     lay = RunLayout(tmp_path)
     (tmp_path / "probe").mkdir()
     lay.write_json(PROBE.interactions, est.interactions)
-    lay.write_json(PROBE.rounds, rounds)
-    choice = choose("milp", "none", cats, np.full(len(cats), 10), usable, cfg.select, lay, 0)
+    lay.write_json(PROBE.rounds, {"rounds": rounds})
+    n_tokens = np.array([TOKENS[c] for c in cats])
+    choice = choose("milp", "none", cats, n_tokens, usable, cfg.select, lay, 0)
     assert choice.mixture["counts"] == rounds[-1]["counts"] != rounds[0]["counts"]
+    for r in rounds:  # the share moved is in the budget's unit (tokens: token-weighted)
+        assert 0 < r["moved_share"] <= 0.1 + 1e-6
 
 
 def test_centre_counts_keep_shares_and_leave_rows_to_add():

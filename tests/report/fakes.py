@@ -149,7 +149,7 @@ def full_run(root):
     lay.write_json(PROBE.dependencies, DEPENDENCIES)
     lay.write_json(PROBE.cost, COST)
     lay.write_json(SELECT.mixture, MIXTURE)
-    lay.write_json(PROBE.rounds, PROBE_ROUNDS)
+    lay.write_json(PROBE.rounds, {"rounds": PROBE_ROUNDS})
     lay.write_json(AUGMENT.stats, AUG_STATS)
     cells = compare_cells()
     paired = {m: paired_differences(cells, ARMS[0], m) for m in ("exact_match",

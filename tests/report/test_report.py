@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from instructmix.layout import REPORT, RunLayout
+from instructmix.layout import COMPARE, REPORT, RunLayout
 from instructmix.report import run_report
 from instructmix.report.figures import bar_chart, line_chart
 from tests.report.fakes import (  # noqa: F401 - RESULTS, fake_run: used by other test modules
@@ -86,3 +86,17 @@ def test_figure_helpers_handle_missing_values():
                                    ylabel="y")
     one = line_chart({"s": ([1], [2.0])}, title="t", xlabel="x", ylabel="y")
     assert "no data" not in one and "line2d" in one  # the single point is drawn
+
+
+def test_a_one_seed_arm_keeps_its_verdict_after_the_json_round_trip(tmp_path):
+    from instructmix.report.compare import _verdict_blocks
+
+    lay = RunLayout(tmp_path)
+    (tmp_path / "compare").mkdir()
+    one = {"differences": [0.1], "mean": 0.1, "lo": -math.inf, "hi": math.inf,
+           "beats": False, "loses": False, "seeds": [0], "level": 0.95}
+    lay.write_json(COMPARE.results, {"paired": {"exact_match": {"one": one}}})
+    stored = json.loads((tmp_path / "compare" / "results.json").read_text())
+    assert stored["paired"]["exact_match"]["one"]["lo"] is None  # ±inf is stored as null
+    [block] = _verdict_blocks(stored["paired"]["exact_match"], "iid")
+    assert "one seed gives no interval" in json.dumps(block, ensure_ascii=False)
