@@ -168,12 +168,13 @@ def _robust(cfg: RunConfig) -> list[str]:
             f"{cfg.probes.seeds}; raise probes.seeds or set select.robust=false"]
 
 
-def model_positions(mc: ModelConfig) -> tuple[int, str] | None:
-    """(positions, where that number comes from) of the model `mc` names: model.max_positions
+def model_positions(mc: ModelConfig, field: str = "model") -> tuple[int, str] | None:
+    """(positions, where that number comes from) of the model `mc` (config section `field`)
+    names: max_positions
     for a model built from scratch, or max_position_embeddings / n_positions of the
     config.json of a local HF folder. None: unknown without loading (a hub id)."""
     if mc.path is None:
-        return mc.max_positions, f"model.max_positions={mc.max_positions}"
+        return mc.max_positions, f"{field}.max_positions={mc.max_positions}"
     path = Path(mc.path).expanduser() / "config.json"
     if not path.is_file():
         return None
@@ -184,7 +185,7 @@ def model_positions(mc: ModelConfig) -> tuple[int, str] | None:
     for key in ("max_position_embeddings", "n_positions"):
         value = data.get(key) if isinstance(data, dict) else None
         if isinstance(value, int) and value > 0:
-            return value, f"model.path={mc.path!r} ({key}={value} in {path})"
+            return value, f"{field}.path={mc.path!r} ({key}={value} in {path})"
     return None
 
 
@@ -195,11 +196,10 @@ def _max_seq_len(cfg: RunConfig) -> list[str]:
         models.append(("probes.model", cfg.probes.model))
     problems = []
     for name, mc in models:
-        known = model_positions(mc)
+        known = model_positions(mc, name)
         if known is None or cfg.train.max_seq_len <= known[0]:
             continue
         positions, where = known
-        where = where.replace("model.", f"{name}.", 1)
         field = f"{name}.max_positions" if mc.path is None else f"{name}.path"
         problems.append(f"train.max_seq_len, {field}: train.max_seq_len="
                         f"{cfg.train.max_seq_len} is above the model's {positions} positions "

@@ -65,8 +65,7 @@ def run_rounds(cfg: RunConfig, est: Estimates, records: list[dict], facts: tuple
     spent: list[dict] = []
     for r in range(2, sc.rounds + 1):
         centre = counts
-        base = centre_counts(dict(zip(names, (centre / centre.sum()).tolist(), strict=True)),
-                             dict(zip(names, available.tolist(), strict=True)), pc)
+        base = centre_counts(names, centre, available, pc)
         probes, _ = plan(cats, usable, pc, cfg.seed, base, prefix=f"r{r}-")
         log.info("probes: round %d of %d, %d trials around the mixture %s", r, sc.rounds,
                  len(probes), base)

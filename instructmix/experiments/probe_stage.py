@@ -225,7 +225,7 @@ def _rounds(cfg: RunConfig, sets: ProbeSets, est: Estimates, records: list[dict]
             cats: np.ndarray, usable: np.ndarray, train) -> tuple[Estimates, list[dict]]:
     """With `select.rounds` > 1 (milp), the later rounds of probes around the mixture
     (`probe_rounds`); writes every round's record. Returns (the last Γ, their trials)."""
-    if cfg.select.rounds == 1 or cfg.select.strategy != "milp":
+    if cfg.select.rounds == 1:  # rounds > 1 needs milp (checked with the config)
         return est, []
     from instructmix.experiments.probe_rounds import run_rounds
     from instructmix.selectors.strategies import pool_facts

@@ -7,11 +7,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
-
-def _matrix(inter: dict, key: str, order: list[str]) -> np.ndarray:
-    idx = [inter["categories"].index(c) for c in order]
-    m = np.array([[np.nan if v is None else v for v in row] for row in inter[key]], float)
-    return m[np.ix_(idx, idx)]
+from instructmix.probes.interactions import gamma_matrix as _matrix
 
 
 def gamma_agreement(a: dict, b: dict) -> dict:

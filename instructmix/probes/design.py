@@ -69,14 +69,13 @@ def extra_rows(cats: np.ndarray, usable: np.ndarray, pc: ProbesConfig, seed: int
     return {c: rows[start[c]: start[c] + pc.add_per_category] for c, rows in perm.items()}
 
 
-def centre_counts(shares: dict[str, float], available: dict[str, int], pc: ProbesConfig
-                  ) -> dict[str, int]:
-    """A round's base mixture: the current mixture's shares at D0's size (base_per_category
-    x categories items), each category capped so its intervention still has rows to add."""
-    names = sorted(shares)
-    cap = np.array([max(available[c] - pc.add_per_category, 0) for c in names])
-    counts = largest_remainder(np.array([shares[c] for c in names]),
-                               pc.base_per_category * len(names), cap)
+def centre_counts(names: list[str], mixture: np.ndarray, available: np.ndarray,
+                  pc: ProbesConfig) -> dict[str, int]:
+    """A round's base mixture: the shares of `mixture` (items per category of `names`) at
+    D0's size (base_per_category x categories items), each category capped so its
+    intervention still has rows to add."""
+    cap = np.maximum(np.asarray(available) - pc.add_per_category, 0)
+    counts = largest_remainder(mixture, pc.base_per_category * len(names), cap)
     return {c: int(n) for c, n in zip(names, counts, strict=True)}
 
 

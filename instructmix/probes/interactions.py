@@ -193,6 +193,18 @@ def gamma_from_beta(reg: RegressionEstimate, min_rel: float = 1e-3,
                       notes=[*reg.notes, "n_seeds counts probe rows"])
 
 
+def gamma_matrix(inter: dict, key: str, order: list[str]) -> np.ndarray:
+    """Matrix `key` ("gamma", "lo", "hi", ...) of an interactions record (PROBE.interactions,
+    null = NaN) with rows and columns in the order of the categories `order`."""
+    missing = [c for c in order if c not in inter["categories"]]
+    if missing:
+        raise ValueError(f"the probe stage's interactions have no estimate for categories "
+                         f"{missing}")
+    idx = [inter["categories"].index(c) for c in order]
+    m = np.array([[np.nan if v is None else v for v in row] for row in inter[key]], float)
+    return m[np.ix_(idx, idx)]
+
+
 def sign_recovery(estimate: GammaEstimate, ground_truth_interactions: list[dict],
                   tol: float = 0.05, strict: bool = False) -> dict:
     """Share of planted signs recovered. "+"/"-": sign of γ (strict: CI excludes 0 and

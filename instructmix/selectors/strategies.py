@@ -28,6 +28,7 @@ import numpy as np
 from instructmix.config import SelectConfig
 from instructmix.layout import PROBE, Artifact, RunLayout
 from instructmix.probes.design import largest_remainder
+from instructmix.probes.interactions import gamma_matrix
 from instructmix.selectors.curriculum import dependency_curriculum, shuffled, whole_run
 from instructmix.selectors.iid import iid_order
 from instructmix.selectors.mixture import (
@@ -111,17 +112,7 @@ def milp_solve(sc: SelectConfig, names: list[str], available: np.ndarray, tokens
     """Counts per category maximising the α-weighted Γ gain (`inter`: PROBE.interactions);
     the trust region is centred on `centre` (items per category), or the proportional
     mixture."""
-    idx = [inter["categories"].index(c) if c in inter["categories"] else -1 for c in names]
-    if min(idx) < 0:
-        missing = [c for c, i in zip(names, idx, strict=True) if i < 0]
-        raise ValueError(f"the probe stage's interactions have no estimate for categories "
-                         f"{missing}")
-
-    def mat(key):
-        m = np.array([[np.nan if v is None else v for v in row] for row in inter[key]], float)
-        return m[np.ix_(idx, idx)]
-
-    gamma = mat("gamma")
+    gamma = gamma_matrix(inter, "gamma", names)
     alpha = _alpha(sc, names, available)
     notes = []
     bad = np.isnan(gamma).all(axis=1)
@@ -131,7 +122,7 @@ def milp_solve(sc: SelectConfig, names: list[str], available: np.ndarray, tokens
                      f"get no weight: {lost}")
         alpha = np.where(bad, 0.0, alpha)
     if sc.robust:
-        lo = mat("lo")
+        lo = gamma_matrix(inter, "lo", names)
         if np.isnan(lo[np.isfinite(gamma)]).any():
             raise ValueError("select.robust needs confidence intervals: set probes.seeds >= 2")
         finite = np.isfinite(lo)

@@ -113,7 +113,7 @@ def test_the_select_stage_reproduces_the_last_rounds_mixture(tmp_path, tokens):
 
 def test_centre_counts_keep_shares_and_leave_rows_to_add():
     pc = ProbesConfig(base_per_category=30, add_per_category=20)
-    out = centre_counts({"a": 0.5, "b": 0.3, "c": 0.2}, {"a": 40, "b": 400, "c": 400}, pc)
+    out = centre_counts(CATS, np.array([0.5, 0.3, 0.2]), np.array([40, 400, 400]), pc)
     # a is capped at 40 - 20 (its intervention needs 20 rows left); b and c share the rest
     assert out == {"a": 20, "b": 42, "c": 28}
     with pytest.raises(ValueError):
