@@ -75,7 +75,8 @@ def centre_counts(names: list[str], mixture: np.ndarray, available: np.ndarray,
     D0's size (base_per_category x categories items), each category capped so its
     intervention still has rows to add."""
     cap = np.maximum(np.asarray(available) - pc.add_per_category, 0)
-    counts = largest_remainder(mixture, pc.base_per_category * len(names), cap)
+    shares = np.asarray(mixture, dtype=float) / np.sum(mixture)
+    counts = largest_remainder(shares, pc.base_per_category * len(names), cap)
     return {c: int(n) for c, n in zip(names, counts, strict=True)}
 
 
