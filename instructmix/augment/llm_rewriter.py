@@ -55,6 +55,7 @@ TREE_PROMPT = _TASK + (
 )
 _FENCE = re.compile(r"^```[\w-]*\n(.*?)\n?```$", re.S)
 _LABEL = re.compile(r"^\**(?:rewritten|new|revised) (?:task|instruction)\**\s*:\s*", re.I)
+_TAGS = re.compile(r"^<task>\s*(.*?)\s*</task>$", re.S)  # the prompt's wrapper, echoed
 #: A SIT or Tree-Instruct rewrite must keep at least this share of the input's distinct
 #: content words (the prompts ask to keep every detail): a reply that answers the task, or
 #: starts another one, instead of rewriting it keeps few of them.
@@ -66,11 +67,28 @@ def _norm(text: str) -> str:
 
 
 def _clean(raw: str) -> str:
-    """The reply without a code fence, a leading "New task:"-style label, or quotes."""
+    """The reply without a code fence, a leading "New task:"-style label, <task> tags or
+    quotes."""
     text = raw.strip()
     m = _FENCE.match(text)
     text = (m.group(1) if m else text).strip()
-    return _LABEL.sub("", text, count=1).strip().strip('"').strip()
+    text = _LABEL.sub("", text, count=1).strip()
+    m = _TAGS.match(text)
+    return (m.group(1) if m else text).strip('"').strip()
+
+
+def rewrite_flaw(before: str, after: str, min_kept: float = MIN_KEPT_WORDS) -> str | None:
+    """Why a cleaned rewrite of `before` fails the rule checks (None: it passes)."""
+    if not after:
+        return "llm: empty rewrite"
+    if _norm(after) == _norm(before):
+        return "llm: rewrite repeats the input unchanged"
+    if words := content_words(before):
+        kept = len(words & content_words(after)) / len(words)
+        if kept < min_kept:
+            return (f"llm: rewrite keeps {kept:.0%} of the input's content words, needs "
+                    f"{min_kept:.0%}")
+    return None
 
 
 class LLMRewriter:
@@ -90,6 +108,7 @@ class LLMRewriter:
         self.params = replace(params or GenParams(), reject_truncated=True)
         self.name = f"llm:{getattr(generator, 'name', 'generator')}"
         self._short = short(self.params)
+        self.rewrites: list[tuple[str, str]] = []  # see take_rewrites
 
     @staticmethod
     def canonical(instruction: str, category: str) -> str:
@@ -117,17 +136,20 @@ class LLMRewriter:
         """Cleaned rewrites; `min_kept`: least share of the input's content words kept."""
         out: list[str | Reject] = []
         for ins, raw in zip(instructions, raws, strict=True):
-            text = raw if isinstance(raw, Reject) else _clean(raw)
-            if isinstance(text, str) and not text:
-                text = Reject("llm: empty rewrite", raw)
-            elif isinstance(text, str) and _norm(text) == _norm(ins):
-                text = Reject("llm: rewrite repeats the input unchanged", raw)
-            elif isinstance(text, str) and (words := content_words(ins)):
-                kept = len(words & content_words(text)) / len(words)
-                if kept < min_kept:
-                    text = Reject(f"llm: rewrite keeps {kept:.0%} of the input's content "
-                                  f"words, needs {min_kept:.0%}", raw)
-            out.append(text)
+            if isinstance(raw, Reject):
+                out.append(raw)
+                continue
+            text = _clean(raw)
+            if text:
+                self.rewrites.append((ins, text))
+            why = rewrite_flaw(ins, text, min_kept)
+            out.append(Reject(why, raw) if why else text)
+        return out
+
+    def take_rewrites(self) -> list[tuple[str, str]]:
+        """(input, cleaned rewrite) of every non-empty rewrite since the last call, whether
+        the rule checks kept it or not (for `judge_check`); clears the list."""
+        out, self.rewrites = self.rewrites, []
         return out
 
     def rewrite_sit(self, instructions: list[str], modes: list[str]) -> list[str | Reject]:

@@ -2,10 +2,13 @@
 
 - `sections.py`: one model per YAML section, each with `extra="forbid"`, so a misspelt key
   fails at load time with the dotted path of the bad field, before Ray starts;
+- `sources.py`: pool and eval sources (each eval source's scorer) and the check of the
+  scorer settings;
 - `run.py`: `RunConfig`, the whole run, and the checks across its sections;
 - `loading.py`: `load_config` (YAML file + `--set` overrides), error messages, the schema.
 """
 
+from instructmix.config.lm_eval_section import LmEvalConfig
 from instructmix.config.loading import (
     REMOVED,
     ConfigError,
@@ -30,6 +33,7 @@ from instructmix.config.sections import (
     CompareConfig,
     EvalConfig,
     GeneratorConfig,
+    LoraConfig,
     ModelConfig,
     PoolConfig,
     ProbesConfig,
@@ -38,24 +42,28 @@ from instructmix.config.sections import (
     Section,
     SelectConfig,
     SitConfig,
-    SourceConfig,
     TestbedConfig,
     TrainConfig,
     TreeConfig,
 )
+from instructmix.config.sources import SCORERS, EvalSourceConfig, SourceConfig
 
 __all__ = [
     "AUGMENTATIONS",
     "NEEDS_PROBES",
     "PICKED",
     "REMOVED",
+    "SCORERS",
     "STRATEGIES",
     "TEXT_BACKENDS",
     "AugmentConfig",
     "CompareConfig",
     "ConfigError",
     "EvalConfig",
+    "EvalSourceConfig",
     "GeneratorConfig",
+    "LmEvalConfig",
+    "LoraConfig",
     "ModelConfig",
     "PoolConfig",
     "ProbesConfig",

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from instructmix.config.lm_eval_section import lm_eval_problems
 from instructmix.config.sections import (
     PICKED,
     TEXT_BACKENDS,
@@ -30,6 +31,7 @@ from instructmix.config.sections import (
     TestbedConfig,
     TrainConfig,
 )
+from instructmix.config.sources import eval_scorer_problems
 
 CROSS_FIELD = "cross_field"  # pydantic error type of a failed check of this module
 SEQUENTIAL_DEPTHS = 4  # the testbed makes chains of depth 1..4
@@ -238,8 +240,19 @@ def _rounds(cfg: RunConfig) -> list[str]:
             f"and re-probe around it, but {'; '.join(why)}; set select.rounds=1 or fix those"]
 
 
+def _lm_eval(cfg: RunConfig) -> list[str]:
+    """lm-eval is installed and knows every task of eval.lm_eval (before Ray starts)."""
+    return lm_eval_problems(cfg.eval.lm_eval)
+
+
+def _eval_scorers(cfg: RunConfig) -> list[str]:
+    """Each eval source's scorer has the fields it reads (see `sources.py`)."""
+    return eval_scorer_problems(cfg.pool.eval_sources)
+
+
 CHECKS: tuple[Callable[[RunConfig], list[str]], ...] = (
-    _seqeval_judge, _http_base_url, _floors, _robust, _max_seq_len, _raise_clusters, _rounds)
+    _seqeval_judge, _http_base_url, _floors, _robust, _max_seq_len, _raise_clusters, _rounds,
+    _lm_eval, _eval_scorers)
 
 
 def cross_field_problems(cfg: RunConfig) -> list[str]:

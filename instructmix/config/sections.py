@@ -11,6 +11,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from instructmix.config.lm_eval_section import LmEvalConfig
+from instructmix.config.sources import EvalSourceConfig, SourceConfig
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -58,41 +61,35 @@ class TestbedConfig(Section):
         return v
 
 
-class SourceConfig(Section):
-    path: str = Field(..., description="A JSONL or Parquet file, or a folder of them.")
-    format: Literal["auto", "alpaca", "messages", "mapping"] = "auto"
-    mapping: dict[str, str] = Field(
-        default_factory=dict,
-        description="For format=mapping: canonical field -> source field "
-        "(instruction, input, output, id, category, answer).",
-    )
-    name: str | None = Field(None, description="Source label stored with each row.")
-    limit: int | None = Field(None, ge=1, description="Read at most this many lines/rows.")
+class DecontaminationConfig(Section):
+    enabled: bool = Field(True, description="Reject pool rows sharing an n-gram with an eval "
+                          "prompt (kind 'contaminated').")
+    ngram: int = Field(13, ge=1, description="Words per n-gram (13: GPT-3, Tulu); eval prompts "
+                       "of fewer words are not checked.")
+    pool_text: Literal["prompt", "prompt+response"] = Field(
+        "prompt+response", description="Text of a pool row searched for eval n-grams.")
 
 
 class PoolConfig(Section):
-    sources: list[SourceConfig] = Field(
-        default_factory=list, description="Input files; empty means the synthetic testbed."
-    )
+    sources: list[SourceConfig] = Field(default_factory=list, description="Input files; "
+                                        "empty means the synthetic testbed.")
     testbed: TestbedConfig = Field(default_factory=TestbedConfig)
-    eval_sources: list[SourceConfig] = Field(
-        default_factory=list, description="Held-out eval files (testbed: generated)."
+    eval_sources: list[EvalSourceConfig] = Field(
+        default_factory=list, description="Held-out eval files, each with its scorer "
+        "(testbed: generated, scored by exact match)."
     )
-    embedder: str = Field(
-        "minilm", description="'minilm' (offline all-MiniLM-L6-v2 package) or an HF model path."
-    )
-    tokenizer: str | None = Field(
-        None, description="HF tokenizer path for token counts (None: the embedder's)."
-    )
+    embedder: str = Field("minilm", description="'minilm' (offline all-MiniLM-L6-v2 "
+                          "package) or an HF model path.")
+    tokenizer: str | None = Field(None, description="HF tokenizer path for token counts "
+                                  "(None: the embedder's).")
     embed_batch_size: int = Field(64, ge=1)
-    embed_actors: int | None = Field(
-        None, ge=1, description="Embedding actors (None: one per CPU of the cluster)."
-    )
+    embed_actors: int | None = Field(None, ge=1, description="Embedding actors (None: one "
+                                     "per CPU of the cluster).")
     max_embed_tokens: int = Field(128, ge=8, description="Truncation for embeddings.")
-    num_clusters: int = Field(
-        8, ge=1, description="k for k-means categories of rows that have none."
-    )
+    num_clusters: int = Field(8, ge=1, description="k for k-means categories of rows that "
+                              "have none.")
     max_chars: int = Field(20000, ge=1, description="Longer rows are rejected.")
+    decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
 
 
 class ModelConfig(Section):
@@ -112,6 +109,17 @@ class ModelConfig(Section):
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         return self
+
+
+class LoraConfig(Section):
+    """LoRA adapters (peft) instead of training every weight; the export merges them."""
+
+    rank: int = Field(8, ge=1, description="Rank r of the adapter matrices.")
+    alpha: float = Field(16.0, gt=0, description="Scale: the update is alpha / rank x BA.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter input.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Module names that get adapters (e.g. [q_proj, v_proj]), "
+        "or every linear layer but the output head.")
 
 
 STRATEGIES = ("iid", "proportional", "regmix", "milp", "ifd", "full", "selfpaced", "raise")
@@ -189,6 +197,10 @@ class ProbesConfig(Section):
         "extra items on a model that already knows the output format (0: from the start).")
     micro_batch_size: int = Field(32, ge=1)
     lr: float | None = Field(None, gt=0, description="None: train.lr.")
+    lora: LoraConfig | None = Field(
+        None, description="Probe with LoRA adapters (on `probes.model` or the target): "
+        "the cheap probe for a pretrained model. None: every weight (train.lora does not "
+        "apply to probes).")
     cpus_per_trial: float = Field(1.0, gt=0)
     max_concurrent_trials: int | None = Field(None, ge=1, description="None: CPUs / per trial.")
     max_failures: int = Field(1, ge=0, description="Retries of a failed trial.")
@@ -297,6 +309,9 @@ class TrainConfig(Section):
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads per worker.")
     max_failures: int = Field(1, ge=0, description="Worker-group restarts (resume) allowed.")
     log_batch_ids: bool = Field(False, description="Record the ids of every global batch.")
+    lora: LoraConfig | None = Field(
+        None, description="Train LoRA adapters (the final run, compare arms and RAISE "
+        "episodes); None: every weight.")
 
 
 class GeneratorConfig(Section):
@@ -358,6 +373,14 @@ class AugmentConfig(Section):
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     tree: TreeConfig = Field(default_factory=TreeConfig)
     sit: SitConfig = Field(default_factory=SitConfig)
+    judge: bool = Field(False, description="Measure only: the generator judges its own "
+                        "rewrites yes/no, counted against the rule checks that decide.")
+
+    @model_validator(mode="after")
+    def _judge(self) -> AugmentConfig:
+        if self.judge and self.generator.backend not in TEXT_BACKENDS:
+            raise ValueError(f"augment.judge needs generator.backend in {TEXT_BACKENDS}")
+        return self
 
 
 class EvalConfig(Section):
@@ -371,3 +394,5 @@ class EvalConfig(Section):
     judge: GeneratorConfig | None = Field(
         None, description="Judge for eval.seqeval: a generator with backend 'hf' or 'http' "
         "(required when eval.seqeval is set).")
+    lm_eval: LmEvalConfig | None = Field(
+        None, description="lm-evaluation-harness tasks run on the trained model (lm-eval extra).")

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from instructmix.cluster import cluster_cpus
 from instructmix.config import RunConfig
-from instructmix.data import testbed
+from instructmix.data import decontam, testbed
 from instructmix.data.embed import EmbedBatch
 from instructmix.data.read import parse_batch, read_records, source_items
 from instructmix.layout import POOL, RunLayout
@@ -39,15 +39,20 @@ def _testbed_records(cfg: RunConfig) -> tuple[list[dict], list[dict]]:
     return records(train, 0), records(evals, 1)
 
 
-def _read(cfg: RunConfig, items: list[dict], records: list[dict] | None):
+def _read(cfg: RunConfig, items: list[dict], records: list[dict] | None,
+          marker: dict | None = None):
     import ray.data
 
     if records is not None:
         ds = ray.data.from_items(records)
     else:
         ds = ray.data.from_items(items).flat_map(read_records)
-    return ds.map_batches(parse_batch, fn_kwargs={"max_chars": cfg.pool.max_chars},
-                          batch_format="numpy", batch_size=1024).materialize()
+    ds = ds.map_batches(parse_batch, fn_kwargs={"max_chars": cfg.pool.max_chars},
+                        batch_format="numpy", batch_size=1024)
+    if marker is not None:  # decontamination against the eval set (`data.decontam`)
+        ds = ds.map_batches(decontam.mark_batch, fn_kwargs=marker, batch_format="numpy",
+                            batch_size=1024)
+    return ds.materialize()
 
 
 def _index(parsed) -> tuple[object, int]:
@@ -86,7 +91,8 @@ def _rejected_rows(index) -> list[dict]:
 
 def _finalise(batch: dict) -> dict:
     msgs = [json.loads(m) for m in batch.pop("messages_json")]
-    for k in ("error", "kind", "blank", "raw_text", "prompt_text", "response_text"):
+    for k in ("error", "kind", "blank", "raw_text", "prompt_text", "response_text",
+              "contam_eval", "dup_eval"):
         batch.pop(k, None)
     batch["messages"] = msgs
     return batch
@@ -138,10 +144,14 @@ def _embed(cfg: RunConfig, parsed, duplicates: set[int], n_accepted: int):
     )
 
 
-def _train_split(cfg: RunConfig, layout: RunLayout, items, records) -> dict:
-    """Read, validate, dedupe, embed and categorise the training pool; write its shards."""
+def _train_split(cfg: RunConfig, layout: RunLayout, items, records, eval_rows) -> dict:
+    """Read, validate, decontaminate against `eval_rows`, dedupe, embed and categorise the
+    training pool; write its shards."""
     t0 = time.time()
-    parsed = _read(cfg, items, records)
+    dc = cfg.pool.decontamination
+    grams, counts = decontam.build_index(eval_rows, dc.ngram) if dc.enabled else (None, None)
+    marker = None if grams is None else decontam.marker(grams, dc.pool_text)
+    parsed = _read(cfg, items, records, marker)
     index, blank_lines = _index(parsed)
     duplicates = _mark_duplicates(index)
     rejected = _rejected_rows(index)
@@ -161,11 +171,13 @@ def _train_split(cfg: RunConfig, layout: RunLayout, items, records) -> dict:
     final.write_parquet(str(layout.writable(POOL.shards)))
     table = final.select_columns(["category", "n_tokens", "source"]).to_pandas()
     return {"read": n_read, "blank_lines": blank_lines, "accepted": n_accepted,
-            "rejected": rejected, "kmeans": n_uncategorised, "table": table}
+            "rejected": rejected, "kmeans": n_uncategorised, "table": table,
+            "decontamination": decontam.summary(parsed, grams, counts, dc.pool_text)}
 
 
 def _eval_split(cfg: RunConfig, layout: RunLayout, items, records) -> dict:
-    """Read and validate the eval set; write the accepted rows."""
+    """Read and validate the eval set (with each source's scorer fields, `eval_fields`);
+    write the accepted rows. A row without a category takes its source's label."""
     rows: list[dict] = []
     rejected: list[dict] = []
     blank = 0
@@ -178,6 +190,8 @@ def _eval_split(cfg: RunConfig, layout: RunLayout, items, records) -> dict:
                                    batch_format="numpy")
                 .map_batches(_finalise, batch_format="numpy")
                 .drop_columns(["order"]).take_all())
+        for r in rows:  # else every source (and scorer) would share the category ""
+            r["category"] = r["category"] or r["source"]
     layout.write_table(POOL.eval, pa.Table.from_pylist(rows) if rows else pa.table({}))
     return {"rows": rows, "rejected": rejected, "blank_lines": blank}
 
@@ -195,6 +209,7 @@ def _stats(train: dict, evals: dict) -> dict:
         == len(table) + n_rejected,
         "rejected_by_reason": dict(Counter(r["kind"] for r in train["rejected"])),
         "categories_assigned_by_kmeans": train["kmeans"],
+        "decontamination": train["decontamination"],
         "per_category": {
             c: {"items": int(len(g)), "tokens": int(g["n_tokens"].sum())}
             for c, g in sorted(table.groupby("category"), key=lambda kv: kv[0])
@@ -220,8 +235,8 @@ def run_pool(cfg: RunConfig, layout: RunLayout) -> dict:
         train_recs, eval_recs = _testbed_records(cfg)
         layout.write_json(POOL.ground_truth, testbed.ground_truth(), indent=2)
     log.info("pool: reading %s", [i["path"] for i in train_items] or "the synthetic testbed")
-    train = _train_split(cfg, layout, train_items, train_recs)
-    evals = _eval_split(cfg, layout, eval_items, eval_recs)
+    evals = _eval_split(cfg, layout, eval_items, eval_recs)  # first: the pool is checked
+    train = _train_split(cfg, layout, train_items, train_recs, evals["rows"])  # against it
     layout.write_jsonl(POOL.rejected, train["rejected"] + evals["rejected"])
     stats = _stats(train, evals)
     if not stats["counts_add_up"]:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from instructmix.config import SourceConfig
 from instructmix.data.complexity import complexity_score
+from instructmix.data.eval_fields import NO_RESPONSE_NEEDED, eval_spec, with_eval_fields
 from instructmix.data.schema import RowError, fallback_id, prompt_text, to_canonical
 
 RAW_KEEP = 500  # characters of a rejected row kept for the report
@@ -73,7 +74,7 @@ def read_records(item: dict) -> list[dict]:
                 out.append({"origin": f"{path}:{k + 1}", "raw": line.rstrip(b"\r\n")})
     for k, rec in enumerate(out):
         rec.update(source=item["source"], fmt=item["fmt"], mapping=item["mapping"],
-                   order=item["file_index"] * 10**10 + k)
+                   eval=item.get("eval", ""), order=item["file_index"] * 10**10 + k)
     return out
 
 
@@ -83,10 +84,12 @@ def parse_batch(batch: dict, max_chars: int) -> dict:
                             "origin", "order", "error", "kind", "blank", "raw_text",
                             "prompt_text", "response_text", "complexity")}
     n = len(batch["origin"])
+    specs = batch.get("eval", [""] * n)  # eval sources: the scorer's settings (JSON)
     for k in range(n):
         raw, origin = batch["raw"][k], str(batch["origin"][k])
         fmt, source = str(batch["fmt"][k]), str(batch["source"][k])
         mapping = json.loads(batch["mapping"][k])
+        spec = json.loads(specs[k]) if specs[k] else None
         row, error, kind, text = None, "", "", ""
         try:
             text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
@@ -96,8 +99,11 @@ def parse_batch(batch: dict, max_chars: int) -> dict:
         blank = not error and not text.strip()
         if not error and not blank:
             try:
-                row = to_canonical(json.loads(text), fmt, mapping, source,
-                                   fallback_id(source, origin))
+                obj = json.loads(text)
+                row = to_canonical(obj, fmt, mapping, source, fallback_id(source, origin),
+                                   not spec or spec["scorer"] not in NO_RESPONSE_NEEDED)
+                if spec:
+                    row = with_eval_fields(row, obj, spec)
                 if len(text) > max_chars:
                     raise RowError("too long", f"row of {len(text)} characters is longer "
                                    f"than pool.max_chars={max_chars}")
@@ -128,6 +134,8 @@ def parse_batch(batch: dict, max_chars: int) -> dict:
 
 
 def source_items(sources: list[SourceConfig], offset: int) -> list[dict]:
+    """One item per file of `sources`; eval sources (`EvalSourceConfig`) carry `eval`, the
+    settings of their scorer."""
     items = []
     for s in sources:
         if s.format == "mapping" and not s.mapping:
@@ -135,5 +143,6 @@ def source_items(sources: list[SourceConfig], offset: int) -> list[dict]:
         for f in list_files(s.path):
             items.append({"path": f, "limit": s.limit or 0, "fmt": s.format,
                           "mapping": json.dumps(s.mapping),
+                          "eval": eval_spec(s) if hasattr(s, "scorer") else "",
                           "source": s.name or Path(f).stem, "file_index": offset + len(items)})
     return items

@@ -1,8 +1,9 @@
 """Canonical row schema and conversion of source rows into it.
 
 Canonical row: id (unique str), category (str, "" = to be assigned), messages (list of
-{role, content}, ending with a non-empty assistant turn), answer (str, "" if none), source
-(str), meta (JSON str, "" if none). A row that does not fit raises `RowError` with a kind
+{role, content}, ending with a non-empty assistant turn; empty only for the eval rows of
+scorers that need no reference, see `eval_fields`), answer (str, "" if none), source (str),
+meta (JSON str, "" if none). A row that does not fit raises `RowError` with a kind
 (what `pool/stats.json` counts) and a message naming the field.
 
 Types: text fields (instruction, input, output, role, content) must be JSON strings; a
@@ -55,7 +56,7 @@ def _field(row: dict, field: str, required: bool) -> str:
                    f"{type(value).__name__}")
 
 
-def _messages(value) -> list[dict]:
+def _messages(value, response_required: bool) -> list[dict]:
     if not isinstance(value, list) or not value:
         raise RowError("wrong type", "field 'messages' must be a non-empty list")
     out = []
@@ -72,8 +73,10 @@ def _messages(value) -> list[dict]:
                            f"{type(content).__name__}")
         out.append({"role": role, "content": content})
     if out[-1]["role"] != "assistant":
-        raise RowError("bad messages", "the last message must be the assistant's response")
-    if not out[-1]["content"].strip():
+        if response_required:
+            raise RowError("bad messages", "the last message must be the assistant's response")
+        out.append({"role": "assistant", "content": ""})
+    if response_required and not out[-1]["content"].strip():
         raise RowError("empty field", f"messages[{len(out) - 1}].content (the response) is "
                        "empty")
     if not any(m["role"] == "user" and m["content"].strip() for m in out):
@@ -90,8 +93,11 @@ def detect_format(row: dict) -> str:
                    "'instruction'/'output' field")
 
 
-def to_canonical(row, fmt: str, mapping: dict[str, str], source: str, fallback_id: str) -> dict:
-    """Convert one parsed source row; `fallback_id` names the row when it has no id."""
+def to_canonical(row, fmt: str, mapping: dict[str, str], source: str, fallback_id: str,
+                 response_required: bool = True) -> dict:
+    """Convert one parsed source row; `fallback_id` names the row when it has no id. Without
+    `response_required` (eval rows some scorers judge without a reference response), a
+    missing or empty response is kept as an empty assistant turn."""
     if not isinstance(row, dict):
         raise RowError("not an object", f"a row must be a JSON object, got "
                        f"{type(row).__name__}")
@@ -105,11 +111,12 @@ def to_canonical(row, fmt: str, mapping: dict[str, str], source: str, fallback_i
     elif fmt == "auto":
         fmt = detect_format(row)
     if fmt == "messages":
-        messages = _messages(row.get("messages"))
+        messages = _messages(row.get("messages"), response_required)
     else:
-        instruction, inp, output = (_field(row, f, required=f != "input") for f in TEXT_FIELDS)
+        required = {"instruction": True, "input": False, "output": response_required}
+        instruction, inp, output = (_field(row, f, required[f]) for f in TEXT_FIELDS)
         for name, text in (("instruction", instruction), ("output", output)):
-            if not text.strip():
+            if not text.strip() and required[name]:
                 raise RowError("empty field", f"field {name!r} is empty")
         prompt = f"{instruction}\n\n{inp}" if inp.strip() else instruction
         messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]

@@ -1,8 +1,10 @@
-"""Eval stage: per-category exact match (greedy) and response loss on the held-out sets,
-scored by Ray tasks in parallel chunks. Writes `EVAL.results` and `EVAL.predictions`; with
-testbed chains, scores by sequential depth and complexity (`depth.chain_scores`); with
-`eval.seqeval`, answers the SeqEval prompts with the trained model, has `eval.judge` judge
-them and writes `EVAL.seqeval`."""
+"""Eval stage: per-category accuracy under each eval source's scorer (exact match of the
+greedy generation by default; final number, multiple choice or IFEval rules: `scoring.py`)
+and response loss on the held-out sets, scored by Ray tasks in parallel chunks. Writes
+`EVAL.results` and `EVAL.predictions`; with testbed chains, scores by sequential depth and
+complexity (`depth.chain_scores`); with `eval.seqeval`, answers the SeqEval prompts with the
+trained model, has `eval.judge` judge them and writes `EVAL.seqeval`; with `eval.lm_eval`,
+runs lm-evaluation-harness tasks on the trained model (`lm_eval_route`)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import logging
 from instructmix.cluster import cluster_cpus
 from instructmix.config import RunConfig
 from instructmix.evaluation.depth import judge_seqeval, load_seqeval
+from instructmix.evaluation.lm_eval_route import headline, lm_eval_on_ray
 from instructmix.evaluation.summary import summarise
 from instructmix.generation.base import Reject
 from instructmix.layout import EVAL, POOL, RUN, TRAIN, RunLayout
@@ -118,6 +121,9 @@ def run_eval(cfg: RunConfig, layout: RunLayout) -> dict:
     results = summarise(scored, rows)
     if judge is not None:
         results["seqeval"] = run_seqeval(cfg, model_dir, layout, judge)
+    if cfg.eval.lm_eval is not None:
+        results["lm_eval"] = lm_eval_on_ray(model_dir, cfg)
+        log.info("eval: lm-eval %s", headline(results["lm_eval"]))
     layout.write_json(EVAL.results, results, indent=2)
     summary = {k: results[f"macro_{k}"] for k in ("exact_match", "token_accuracy", "loss")}
     log.info("eval: macro %s", summary)

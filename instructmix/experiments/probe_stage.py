@@ -46,10 +46,11 @@ log = logging.getLogger("instructmix")
 
 
 def probe_train(cfg: RunConfig):
-    """The target run's train settings, in one process, at the probe section's size."""
+    """The target run's train settings, in one process, at the probe section's size, with
+    the probes' own LoRA setting."""
     pc = cfg.probes
     return in_process(cfg.train, epochs=pc.epochs, micro_batch_size=pc.micro_batch_size,
-                      lr=pc.lr or cfg.train.lr, max_steps=None,
+                      lr=pc.lr or cfg.train.lr, max_steps=None, lora=pc.lora,
                       warmup_steps=min(cfg.train.warmup_steps, 10), log_every=10)
 
 

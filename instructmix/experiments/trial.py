@@ -86,10 +86,9 @@ def fine_tune_and_score(config: dict) -> None:
     engine, tok, state = sft(LoopSpec(spec.model_path, spec.train, spec.seed, rows,
                                       picker=picker), InProcessContext(table))
     train_s = time.time() - t0
-    model = engine._module().eval()
     if spec.save_to:
-        model.save_pretrained(spec.save_to)
-        tok.save_pretrained(spec.save_to)
+        engine.export(spec.save_to, 0, tok)  # LoRA: merged into plain weights
+    model = engine._module().eval()
     summary = _score(spec, model, tok)
     per_cat = summary["per_category"]
     last = state["history"][-1] if state["history"] else {}

@@ -40,4 +40,19 @@ def augment_section(data: RunData) -> dict:
                             [[m, n] for m, n in modes.items()]))
     if reasons := stats.get("rejected_by_reason"):
         blocks.append(table(["reject reason", "rows"], [[r, n] for r, n in reasons.items()]))
+    if judge := stats.get("judge_vs_rule"):
+        blocks += _judge_blocks(judge)
     return section(title, blocks)
+
+
+def _judge_blocks(judge: dict) -> list:
+    """augment.judge: the generator's yes/no on its own rewrites against the rule checks."""
+    rows = [[cell, n] for cell, n in (judge.get("table") or {}).items()]
+    rows += [["judge yes-rate", num(judge.get("judge_yes_rate"), 2)],
+             ["rule yes-rate", num(judge.get("rule_yes_rate"), 2)],
+             ["agreement", num(judge.get("agreement"), 2)],
+             ["unusable judge replies", judge.get("judge_unusable")]]
+    return [table(["judge vs rule (rewrites)", "count"], rows),
+            note("Measured only: the rule checks (content words kept, Tree-Instruct's "
+                 "length and word filters) decide what is kept; the judge is the same "
+                 "generator asked YES/NO whether each rewrite is still the task.")]

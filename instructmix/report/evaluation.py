@@ -17,11 +17,14 @@ METRICS = {"exact_match": "exact match", "token_accuracy": "token accuracy",
 
 
 def score_table(results: dict, strategy: str, metric: str) -> dict:
-    """One row per category (and macro), one column per strategy (here: the final run's)."""
+    """One row per category (and macro), one column per strategy (here: the final run's);
+    exact match also names each category's scorer (its accuracy is what the column holds)."""
     pc = results.get("per_category") or {}
-    rows = [[c, (pc[c] or {}).get("n"), num((pc[c] or {}).get(metric))] for c in sorted(pc)]
-    rows.append(["macro", "", num(results.get(f"macro_{metric}"))])
-    return table(["category", "n", strategy], rows)
+    scorer = metric == "exact_match"
+    rows = [[c, *([(pc[c] or {}).get("scorer") or "exact"] if scorer else []),
+             (pc[c] or {}).get("n"), num((pc[c] or {}).get(metric))] for c in sorted(pc)]
+    rows.append(["macro", *([""] if scorer else []), "", num(results.get(f"macro_{metric}"))])
+    return table(["category", *(["scorer"] if scorer else []), "n", strategy], rows)
 
 
 def _examples(preds: list[dict]) -> dict:
@@ -33,8 +36,9 @@ def _examples(preds: list[dict]) -> dict:
             seen[c] = seen.get(c, 0) + 1
             pred = str(p.get("prediction", ""))
             cut = pred[:PREDICTION_CHARS] + ("…" if len(pred) > PREDICTION_CHARS else "")
-            rows.append([c, str(p.get("id")), cut, p.get("correct"), p.get("loss")])
-    return table(["category", "id", "prediction (greedy)", "exactly right", "loss"], rows,
+            rows.append([c, str(p.get("id")), cut, p.get("scorer") or "exact", p.get("correct"),
+                         p.get("loss")])
+    return table(["category", "id", "prediction", "scorer", "right", "loss"], rows,
                  caption=f"At most {EXAMPLES_PER_CATEGORY} rows per category; loss = mean "
                  "per-token cross-entropy of the reference response.")
 
@@ -49,10 +53,15 @@ def eval_section(data: RunData, strategy: str, seed: int) -> dict:
         note(f"The final run: strategy {strategy}, one training run (seed {seed}), scored on "
              "the held-out eval set. exact match = share of held-out items whose greedy "
              "generation equals the reference after whitespace normalisation: the row's "
-             "answer, or its reference response when it has none. token accuracy = share "
+             "answer, or its reference response when it has none. For a category of another "
+             "scorer (the scorer column) it is that scorer's accuracy: number = the final "
+             "number of the generation equals the reference's; choice = the option of "
+             "highest log-likelihood is the gold one; ifeval = IFEval prompt-level strict "
+             "accuracy (every covered instruction followed). token accuracy = share "
              "of the reference response's tokens (and eos) that are the model's argmax, "
              "teacher-forced. loss = mean per-token cross-entropy of the reference response "
-             "(lower is better). macro = unweighted mean over categories."),
+             "(lower is better); none for rows without one (IFEval). macro = unweighted mean "
+             "over categories."),
         figure(grouped_bars(
             [*cats, "macro"],
             {METRICS[m]: [*((pc[c] or {}).get(m) for c in cats), res.get(f"macro_{m}")]
@@ -71,7 +80,39 @@ def eval_section(data: RunData, strategy: str, seed: int) -> dict:
     blocks.append(heading("Example predictions"))
     blocks.append(absent(data, EVAL.predictions) if data.predictions is None
                   else _examples(data.predictions))
+    blocks += _ifeval_blocks(pc)
+    if isinstance(res.get("lm_eval"), dict):
+        blocks += _lm_eval_blocks(res["lm_eval"])
     return section("Evaluation of the final run", blocks)
+
+
+def _lm_eval_blocks(lm: dict) -> list[dict]:
+    """One row per lm-evaluation-harness task and metric (eval.lm_eval)."""
+    rows = [[task, metric, num(m.get("value")), num(m.get("stderr")), r.get("n")]
+            for task, r in (lm.get("results") or {}).items()
+            for metric, m in (r.get("metrics") or {}).items()]
+    return [heading("lm-evaluation-harness"),
+            table(["task", "metric", "value", "stderr", "n"], rows),
+            note(f"lm-eval {lm.get('lm_eval_version')} on the trained model: tasks "
+                 f"{lm.get('tasks')}, few-shot {lm.get('num_fewshot')} (None: each task's "
+                 f"own), limit {lm.get('limit')} docs per task; n = docs scored.")]
+
+
+def _ifeval_blocks(pc: dict) -> list[dict]:
+    """Instruction-level accuracy of the ifeval-scored categories, and uncovered ids."""
+    cats = [c for c in sorted(pc) if "instruction_accuracy" in (pc[c] or {})]
+    if not cats:
+        return []
+    rows = [[c, pc[c].get("n"), num(pc[c].get("exact_match")),
+             pc[c].get("instructions_checked"), num(pc[c].get("instruction_accuracy")),
+             "; ".join(f"{i} ({n})" for i, n in (pc[c].get("uncovered") or {}).items())]
+            for c in cats]
+    return [heading("IFEval"),
+            table(["category", "n", "prompt-level strict", "instructions checked",
+                   "instruction-level", "not covered (not scored)"], rows),
+            note("prompt-level = share of prompts whose covered instructions were all "
+                 "followed; instruction-level = share of covered instructions followed. "
+                 "Instruction ids the rule checks do not cover are counted, never passed.")]
 
 
 def _depth_blocks(depth: dict) -> list[dict]:

@@ -15,6 +15,34 @@ def _counts(d) -> list[list]:
     return sorted([str(k), v] for k, v in d.items()) if isinstance(d, dict) else []
 
 
+def _decontamination(dc) -> list[dict]:
+    """Overlap of the pool with the eval set (nothing for runs made before the check)."""
+    if not isinstance(dc, dict):
+        return []
+    if not dc.get("enabled"):
+        return [heading("Decontamination"),
+                note("Off (pool.decontamination.enabled=false): no pool row was checked.")]
+    dup = dc.get("eval_items_duplicating_pool_prompts") or {}
+    per = {s: v for s, v in (dc.get("per_eval_source") or {}).items() if isinstance(v, dict)}
+    ids = [str(i) for i in dup.get("ids") or []]
+    return [
+        heading("Decontamination against the eval set"),
+        table(["n-gram", "pool text", "eval items", "checked", "too short",
+               "pool rows rejected", "eval prompts equal to a pool prompt"],
+              [[dc.get("ngram"), dc.get("pool_text"), dc.get("eval_items"),
+                dc.get("eval_items_indexed"), dc.get("eval_items_too_short"),
+                dc.get("pool_rows_rejected"), dup.get("count")]],
+              caption="A pool row sharing a word n-gram (lowercased words) with an eval "
+              "item's prompt is rejected as 'contaminated'; eval prompts of fewer than n "
+              "words are too short to check. Eval prompts equal to a pool row's prompt "
+              "are reported, not removed."),
+        table(["eval source", "items", "too short", "pool rows rejected"],
+              [[s, v.get("items"), v.get("too_short"), v.get("pool_rows_rejected")]
+               for s, v in sorted(per.items())]),
+        *([note("Eval items equal to a pool prompt: " + ", ".join(ids))] if ids else []),
+    ]
+
+
 def pool_section(data: RunData) -> dict:
     stats = data.stats
     if stats is None:
@@ -41,6 +69,7 @@ def pool_section(data: RunData) -> dict:
                for c in cats]),
         heading("Rejected by reason"),
         table(["reason", "rows"], _counts(stats.get("rejected_by_reason"))),
+        *_decontamination(stats.get("decontamination")),
         heading("Rows per source"),
         table(["source", "rows"], _counts(stats.get("per_source"))),
         heading("Held-out eval set"),

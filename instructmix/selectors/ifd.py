@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from instructmix.training.collate import as_messages
+from instructmix.training.collate import as_messages, load_tokenizer
 
 
 def ifd_scores(model_path: str, messages: list, max_len: int, batch_size: int = 32
                ) -> np.ndarray:
     """IFD of every row under the model in `model_path` (one process, fp32)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     from instructmix.training.response import response_scores
 
-    tok = AutoTokenizer.from_pretrained(model_path)
+    tok = load_tokenizer(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
     rows = [as_messages(m) for m in messages]
     bare = [[{"role": "user", "content": ""}, m[-1]] for m in rows]

@@ -7,6 +7,16 @@ import torch
 IGNORE = -100
 
 
+def load_tokenizer(path: str):
+    """The model's tokenizer; one without a pad token pads with eos (padding is masked)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
 def encode(tokenizer, messages: list[dict], max_len: int) -> tuple[list[int], list[int]]:
     """Prompt = chat template up to the generation prompt; response = the last assistant
     turn + eos. Labels are IGNORE on the prompt, so only response tokens carry loss.

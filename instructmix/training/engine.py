@@ -46,17 +46,18 @@ class Engine:
 
         self.tc, self.deepspeed = tc, tc.deepspeed
         schedule = lr_lambda(tc.warmup_steps, total_steps)
+        trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: adapters only
         if self.deepspeed:
             import deepspeed
 
             self.model, _, _, self.sched = deepspeed.initialize(
-                model=model, model_parameters=model.parameters(), config=deepspeed_config(tc),
+                model=model, model_parameters=trainable, config=deepspeed_config(tc),
                 lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule))
         else:
             import ray.train.torch
 
             self.model = ray.train.torch.prepare_model(model) if world > 1 else model
-            self.opt = torch.optim.AdamW(self.model.parameters(), lr=tc.lr,
+            self.opt = torch.optim.AdamW(trainable, lr=tc.lr,
                                          weight_decay=tc.weight_decay)
             self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule)
         self.torch = torch
@@ -69,7 +70,8 @@ class Engine:
         else:
             loss = self.model(**batch).loss
             loss.backward()
-            self.torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.torch.nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], 1.0)
             self.opt.step()
             self.sched.step()
             self.opt.zero_grad(set_to_none=True)
@@ -100,7 +102,10 @@ class Engine:
         return getattr(self.model, "module", self.model)
 
     def export(self, path: str, rank: int, tokenizer) -> None:
-        """HF safetensors in fp32 on rank 0; ZeRO-3 first gathers the partitioned weights."""
+        """HF safetensors in fp32 on rank 0; ZeRO-3 first gathers the partitioned weights,
+        LoRA adapters are merged into the base weights."""
+        from instructmix.training.lora import is_adapted, merged_state
+
         module = self._module()
         gather = contextlib.nullcontext()
         if self.deepspeed and self.tc.zero_stage == 3:
@@ -110,7 +115,20 @@ class Engine:
                                                        modifier_rank=None)
         with gather:
             state = {k: v.detach().float().clone() for k, v in module.state_dict().items()}
-        if rank == 0:
-            module.config.torch_dtype = "float32"
-            module.save_pretrained(path, state_dict=state)
-            tokenizer.save_pretrained(path)
+        if rank != 0:
+            return
+        if is_adapted(module):
+            state = merged_state(module, state)
+            module = plain_copy(module.get_base_model().config, state)
+        module.config.torch_dtype = "float32"
+        module.save_pretrained(path, state_dict=state)
+        tokenizer.save_pretrained(path)
+
+
+def plain_copy(config, state: dict):
+    """A fresh model of `config` holding `state` exactly (every key, no extra)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(state, strict=True)
+    return model

@@ -263,13 +263,18 @@ def sft(spec: LoopSpec, ctx):
     """The SFT loop. Returns (engine, tokenizer, state), or None when a checkpoint says it
     finished."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from instructmix.training.collate import load_tokenizer
+    from instructmix.training.lora import add_adapters
 
     tc = spec.train
     torch.set_num_threads(tc.torch_threads)
     torch.manual_seed(spec.seed)
-    tokenizer = AutoTokenizer.from_pretrained(spec.model_path)
+    tokenizer = load_tokenizer(spec.model_path)
     model = AutoModelForCausalLM.from_pretrained(spec.model_path, dtype=torch.float32)
+    if tc.lora is not None:
+        model = add_adapters(model, tc.lora)
     total = _total_steps(spec, ctx.world)[1]
     engine = Engine(model, tc, total, ctx.world)
     resumed = _resume(ctx, engine, {"history": [], "resumed_from": [], "batch_ids": [],

@@ -129,6 +129,9 @@ def test_testbed_pool_writes_eval_and_ground_truth(ray_local, tmp_path):
     assert (tmp_path / "run" / "pool" / "ground_truth.json").is_file()
     evals = pq.read_table(tmp_path / "run" / "pool" / "eval.parquet").to_pylist()
     assert len(evals) == 9 * 4 and all(r["answer"] for r in evals)
+    dc = stats["decontamination"]  # testbed prompts are far shorter than 13 words
+    assert dc["eval_items_too_short"] == dc["eval_items"] == 9 * 4
+    assert dc["pool_rows_rejected"] == 0
 
 
 SHARED = [

@@ -26,8 +26,13 @@ from instructmix.layout import (
 CATS = ["reverse", "add"]
 STATS = {
     "read": 10, "accepted": 8, "rejected": 2, "counts_add_up": True,
-    "rejected_by_reason": {"too_long": 1, "empty_output": 1},
+    "rejected_by_reason": {"too_long": 1, "contaminated": 1},
     "categories_assigned_by_kmeans": 0,
+    "decontamination": {
+        "enabled": True, "ngram": 13, "pool_text": "prompt+response", "eval_items": 4,
+        "eval_items_indexed": 3, "eval_items_too_short": 1, "pool_rows_rejected": 1,
+        "per_eval_source": {"heldout": {"items": 4, "too_short": 1, "pool_rows_rejected": 1}},
+        "eval_items_duplicating_pool_prompts": {"count": 1, "ids": ["eval-dup-7"]}},
     "per_category": {"reverse": {"items": 5, "tokens": 50}, "add": {"items": 3, "tokens": 30}},
     "per_source": {"testbed": 10},
     "eval": {"read": 4, "accepted": 4, "rejected": 0, "per_category": {"reverse": 2, "add": 2}},

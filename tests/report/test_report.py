@@ -53,6 +53,7 @@ def test_report_round_trip(tmp_path):
     assert page.count("add-") == 3  # at most three example predictions per category
     assert "<th>iid</th>" in page
     assert "too_long" in page and "rev_upper" in page
+    assert "Decontamination against the eval set" in page and "eval-dup-7" in page
     assert "not available" not in page
     # stages that did not run say so
     assert page.count("not run: the") >= 3
