@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCORERS = ("exact", "number", "choice", "ifeval")
 CHOICE_ONLY = ("choices_field", "choice_label")
@@ -23,6 +23,17 @@ class SourceConfig(BaseModel):
     )
     name: str | None = Field(None, description="Source label stored with each row.")
     limit: int | None = Field(None, ge=1, description="Read at most this many lines/rows.")
+    every: int = Field(1, ge=1, description="Read only every `every`-th line/row (a spread "
+                       "sample of a sorted file); lines skipped this way are not read.")
+    offset: int = Field(0, ge=0, description="With `every`: read lines offset, offset + "
+                        "every, ... (0-based): disjoint train and held-out samples of one "
+                        "file use the same `every` and different offsets.")
+
+    @model_validator(mode="after")
+    def _offset_below_every(self) -> SourceConfig:
+        if self.offset >= self.every:
+            raise ValueError(f"offset ({self.offset}) must be below every ({self.every})")
+        return self
 
 
 class EvalSourceConfig(SourceConfig):

@@ -51,27 +51,33 @@ def _is_json_array(path: str) -> bool:
         return False
 
 
-def read_records(item: dict) -> list[dict]:
-    """One file -> raw records (bytes) with their origin; runs as a Ray task per file."""
-    path, limit = item["path"], item["limit"]
-    out = []
+def _numbered(path: str):
+    """(1-based position, origin label, raw bytes) of every row of one file."""
     if path.endswith(".parquet"):
         for k, row in enumerate(pq.read_table(path).to_pylist()):
-            if limit and k >= limit:
-                break
-            raw = json.dumps(row, default=str).encode()
-            out.append({"origin": f"{path}:row{k + 1}", "raw": raw})
+            yield f"row{k + 1}", json.dumps(row, default=str).encode()
     elif path.endswith(".json") and _is_json_array(path):
         with open(path, "rb") as f:
             rows = json.load(f)
-        for k, row in enumerate(rows[:limit] if limit else rows):
-            out.append({"origin": f"{path}:item{k + 1}", "raw": json.dumps(row).encode()})
+        for k, row in enumerate(rows):
+            yield f"item{k + 1}", json.dumps(row).encode()
     else:
         with open(path, "rb") as f:
             for k, line in enumerate(f):
-                if limit and k >= limit:
-                    break
-                out.append({"origin": f"{path}:{k + 1}", "raw": line.rstrip(b"\r\n")})
+                yield f"{k + 1}", line.rstrip(b"\r\n")
+
+
+def read_records(item: dict) -> list[dict]:
+    """One file -> raw records (bytes) with their origin; runs as a Ray task per file.
+    Rows k (0-based) with k % every == offset are read, at most `limit` of them."""
+    path, limit = item["path"], item["limit"]
+    every, offset = item.get("every", 1), item.get("offset", 0)
+    out = []
+    for k, (where, raw) in enumerate(_numbered(path)):
+        if limit and len(out) >= limit:
+            break
+        if k % every == offset:
+            out.append({"origin": f"{path}:{where}", "raw": raw})
     for k, rec in enumerate(out):
         rec.update(source=item["source"], fmt=item["fmt"], mapping=item["mapping"],
                    eval=item.get("eval", ""), order=item["file_index"] * 10**10 + k)
@@ -141,7 +147,8 @@ def source_items(sources: list[SourceConfig], offset: int) -> list[dict]:
         if s.format == "mapping" and not s.mapping:
             raise ValueError(f"pool source {s.path}: format 'mapping' needs a mapping")
         for f in list_files(s.path):
-            items.append({"path": f, "limit": s.limit or 0, "fmt": s.format,
+            items.append({"path": f, "limit": s.limit or 0, "every": s.every,
+                          "offset": s.offset, "fmt": s.format,
                           "mapping": json.dumps(s.mapping),
                           "eval": eval_spec(s) if hasattr(s, "scorer") else "",
                           "source": s.name or Path(f).stem, "file_index": offset + len(items)})

@@ -153,3 +153,23 @@ def test_shared_real_data(ray_local, tmp_path, rel, fmt):
     assert stats["accepted"] > 250
     assert all(r["reason"] for r in rejected)
     assert all(r["category"] and r["messages"][0]["role"] == "user" for r in accepted)
+
+
+def test_every_and_offset_read_disjoint_spread_samples(tmp_path):
+    from instructmix.config import SourceConfig
+    from instructmix.data.read import read_records, source_items
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"instruction": f"q{k}", "output": f"a{k}"}) + "\n"
+                            for k in range(10)))
+
+    def origins(**kw):
+        (item,) = source_items([SourceConfig(path=str(path), **kw)], 0)
+        return [r["origin"].rsplit(":", 1)[1] for r in read_records(item)]
+
+    assert origins(every=3) == ["1", "4", "7", "10"]
+    assert origins(every=3, offset=1) == ["2", "5", "8"]
+    assert origins(every=3, offset=1, limit=2) == ["2", "5"]
+    assert origins() == [str(k) for k in range(1, 11)]
+    with pytest.raises(ValueError, match="offset"):
+        SourceConfig(path=str(path), every=2, offset=2)
