@@ -7,11 +7,13 @@ Fault injection for tests is not part of the schema: see `instructmix.runtime`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from instructmix.config.lm_eval_section import LmEvalConfig
+from instructmix.config.lora import LoraConfig
 from instructmix.config.sources import EvalSourceConfig, SourceConfig
 
 
@@ -96,6 +98,13 @@ class ModelConfig(Section):
     path: str | None = Field(
         None, description="HF model path or hub id; None builds a small model from scratch."
     )
+
+    @field_validator("path")
+    @classmethod
+    def _local_absolute(cls, v: str | None) -> str | None:
+        """Tune trials run in their own directories: an existing relative path is made
+        absolute here (a hub id is left as it is)."""
+        return str(Path(v).expanduser().resolve()) if v and Path(v).expanduser().exists() else v
     arch: Literal["gpt2", "llama"] = "gpt2"
     n_layer: int = Field(3, ge=1)
     n_embd: int = Field(128, ge=16)
@@ -109,17 +118,6 @@ class ModelConfig(Section):
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
         return self
-
-
-class LoraConfig(Section):
-    """LoRA adapters (peft) instead of training every weight; the export merges them."""
-
-    rank: int = Field(8, ge=1, description="Rank r of the adapter matrices.")
-    alpha: float = Field(16.0, gt=0, description="Scale: the update is alpha / rank x BA.")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the adapter input.")
-    target_modules: list[str] | Literal["all-linear"] = Field(
-        "all-linear", description="Module names that get adapters (e.g. [q_proj, v_proj]), "
-        "or every linear layer but the output head.")
 
 
 STRATEGIES = ("iid", "proportional", "regmix", "milp", "ifd", "full", "selfpaced", "raise")

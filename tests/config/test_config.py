@@ -59,3 +59,14 @@ def test_cli_prints_schema():
     proc = subprocess.run([sys.executable, "-m", "instructmix.cli", "schema"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and '"TrainConfig"' in proc.stdout
+
+
+def test_an_existing_relative_model_path_is_made_absolute(tmp_path, monkeypatch):
+    """Tune trials run in their own directories: a relative local path must not reach them
+    as such (it would be read as a hub id)."""
+    from instructmix.config import ModelConfig
+
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert ModelConfig(path="models/m").path == str(tmp_path / "models" / "m")
+    assert ModelConfig(path="org/hub-id").path == "org/hub-id"
