@@ -93,7 +93,7 @@ def main() -> None:
     cfg = load_config(args.config, sets)
     run_all(cfg, stop_after="select")  # pool, model and selection (skipped when present)
     run = RunLayout(cfg.run_dir)
-    model_dir, train_file = run.model_path(), run.train_rows("plain")
+    model_dir, (train_file, _) = run.model_path(), run.train_rows("plain")
     global_batch = cfg.train.micro_batch_size * cfg.train.num_workers
     rows = pq.read_table(train_file, columns=["messages"]).column("messages").to_pylist()
     repeats = []
