@@ -73,8 +73,6 @@ RUNTIME_KNOBS = {"timeout_s", "max_retries", "backoff_s", "concurrency", "cache"
 def _augmentation(cfg: RunConfig) -> dict:
     aug = cfg.augment.model_dump(mode="json")
     aug["generator"] = {k: v for k, v in aug["generator"].items() if k not in RUNTIME_KNOBS}
-    if not aug.get("judge"):  # off: the fingerprints of runs made before it existed
-        aug.pop("judge", None)
     return aug
 
 

@@ -57,14 +57,15 @@ def make_judge(cfg: RunConfig, layout: RunLayout):
 def context_rejects(model_dir: str, rows: list[dict], max_new_tokens: int) -> dict:
     """{id: Reject} for rows whose prompt plus `max_new_tokens` does not fit the model's
     context (greedy generation would fail on them)."""
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
+    from instructmix.training.collate import load_tokenizer
     from instructmix.training.model_factory import context_length
 
     context = context_length(AutoConfig.from_pretrained(model_dir))
     if not context:
         return {}
-    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok = load_tokenizer(model_dir)
     out = {}
     for r in rows:
         prompt = tok.apply_chat_template(r["messages"][:-1], tokenize=False,

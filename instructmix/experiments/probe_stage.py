@@ -40,6 +40,7 @@ from instructmix.probes.design import base_mixture, plan, split_validation
 from instructmix.probes.estimate import Estimates, estimate, order_dependencies
 from instructmix.probes.order import candidates, plan_order
 from instructmix.runtime import fail_trial
+from instructmix.training.lora import check_adapters
 from instructmix.training.model_factory import make_model
 
 log = logging.getLogger("instructmix")
@@ -190,6 +191,7 @@ def run_probes(cfg: RunConfig, layout: RunLayout) -> dict:
     if pc.model is not None:  # the proxy the probes train instead of the target
         make_model(pc.model, layout, PROBE.proxy_info, PROBE.proxy_hf, cfg.seed, "probes.model")
     sets, train = ProbeSets(cfg, layout, pool, valid), probe_train(cfg)
+    check_adapters(sets.base_model, pc.lora, "probes.lora")
     probes, notes = plan(cats, ~valid, pc, cfg.seed)
     warm_done = _warm_start(cfg, sets, cats, ~valid, train)
     trials = [sets.trial(p["name"], p["seed"], p["rows"], sets.start(p["seed"]), train)

@@ -15,6 +15,7 @@ import numpy as np
 
 from instructmix.config import PICKED, RunConfig
 from instructmix.layout import POLICY, RunLayout
+from instructmix.training.lora import check_adapters
 from instructmix.training.train_stage import run_train
 
 log = logging.getLogger("instructmix")
@@ -43,6 +44,7 @@ def picker_for(cfg: RunConfig, layout: RunLayout, strategy: str, seed: int, cand
 
 
 def run_target(cfg: RunConfig, layout: RunLayout) -> dict:
+    check_adapters(layout.model_path(), cfg.train.lora, "train.lora")
     strategy = cfg.select.strategy
     if strategy not in PICKED:
         return run_train(cfg, layout)

@@ -46,18 +46,18 @@ class Engine:
 
         self.tc, self.deepspeed = tc, tc.deepspeed
         schedule = lr_lambda(tc.warmup_steps, total_steps)
-        trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: adapters only
+        self.trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: adapters
         if self.deepspeed:
             import deepspeed
 
             self.model, _, _, self.sched = deepspeed.initialize(
-                model=model, model_parameters=trainable, config=deepspeed_config(tc),
+                model=model, model_parameters=self.trainable, config=deepspeed_config(tc),
                 lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule))
         else:
             import ray.train.torch
 
             self.model = ray.train.torch.prepare_model(model) if world > 1 else model
-            self.opt = torch.optim.AdamW(trainable, lr=tc.lr,
+            self.opt = torch.optim.AdamW(self.trainable, lr=tc.lr,
                                          weight_decay=tc.weight_decay)
             self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule)
         self.torch = torch
@@ -70,8 +70,7 @@ class Engine:
         else:
             loss = self.model(**batch).loss
             loss.backward()
-            self.torch.nn.utils.clip_grad_norm_(
-                [p for p in self.model.parameters() if p.requires_grad], 1.0)
+            self.torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
             self.opt.step()
             self.sched.step()
             self.opt.zero_grad(set_to_none=True)

@@ -6,8 +6,9 @@ from __future__ import annotations
 from instructmix.config import LoraConfig
 
 
-def add_adapters(model, lc: LoraConfig):
-    """`model` wrapped by peft with fresh adapters; only the adapters train."""
+def add_adapters(model, lc: LoraConfig, section: str = "train.lora"):
+    """`model` wrapped by peft with fresh adapters; only the adapters train. `section` names
+    the config section in errors."""
     from peft import LoraConfig as PeftLora
     from peft import get_peft_model
 
@@ -18,8 +19,21 @@ def add_adapters(model, lc: LoraConfig):
     try:
         return get_peft_model(model, config)
     except ValueError as e:  # e.g. a target module the model does not have
-        raise ValueError(f"lora.target_modules {lc.target_modules!r}: "
+        raise ValueError(f"{section}.target_modules {lc.target_modules!r}: "
                          f"{str(e).splitlines()[0]}") from None
+
+
+def check_adapters(model_path: str, lc: LoraConfig | None, section: str) -> None:
+    """Fails, naming `section`, when `lc` does not fit the model at `model_path` (built on
+    the meta device: no weights are read); run by the driver before any trial starts."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    if lc is None:
+        return
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_path))
+    add_adapters(model, lc, section)
 
 
 def is_adapted(module) -> bool:

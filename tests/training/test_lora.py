@@ -8,7 +8,7 @@ from transformers import AutoModelForCausalLM
 from instructmix.config import LoraConfig, ModelConfig, TrainConfig
 from instructmix.training.engine import Engine
 from instructmix.training.loop import InProcessContext, LoopSpec, sft
-from instructmix.training.lora import add_adapters
+from instructmix.training.lora import add_adapters, check_adapters
 from instructmix.training.model_factory import build_model, train_tokenizer
 
 ROWS = [[{"role": "user", "content": f"say {w}"}, {"role": "assistant", "content": w}]
@@ -70,3 +70,13 @@ def test_unknown_target_module_names_the_field(tmp_path):
     _, model, _ = _tiny(tmp_path, "llama")
     with pytest.raises(ValueError, match="lora.target_modules"):
         add_adapters(model, LoraConfig(target_modules=["no_such_proj"]))
+
+
+def test_driver_check_names_the_section_before_any_trial(tmp_path):
+    """The probe and train stages check on the meta device (no weights read) before Tune
+    or Ray Train start; the message names the section the bad setting came from."""
+    path, _, _ = _tiny(tmp_path, "llama")
+    check_adapters(path, LoraConfig(target_modules=["q_proj"]), "probes.lora")
+    check_adapters(path, None, "probes.lora")
+    with pytest.raises(ValueError, match=r"^probes\.lora\.target_modules \['no_such_proj'\]"):
+        check_adapters(path, LoraConfig(target_modules=["no_such_proj"]), "probes.lora")
