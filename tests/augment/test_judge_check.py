@@ -59,13 +59,13 @@ def test_judge_is_counted_next_to_the_rules_that_decide():
     assert shown["judge yes / rule no"] == "2" and shown["judge yes-rate"] == "1.00"
 
 
-def test_judge_needs_a_text_generator_and_leaves_fingerprints_alone(tmp_path):
+def test_judge_needs_a_text_generator_and_is_part_of_the_fingerprint(tmp_path):
     from instructmix.pipeline import _augmentation
 
     with pytest.raises(ValidationError, match="augment.judge needs generator.backend"):
         tiny_config(tmp_path, augment={"train_on": "sit", "judge": True})
     off = tiny_config(tmp_path, augment={"train_on": "sit"})
-    assert "judge" not in _augmentation(off)  # runs made before the switch keep theirs
+    assert _augmentation(off)["judge"] is False  # every field counts, like every other
 
 
 @pytest.mark.slow
