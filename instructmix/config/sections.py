@@ -84,6 +84,10 @@ class PoolConfig(Section):
                           "package) or an HF model path.")
     tokenizer: str | None = Field(None, description="HF tokenizer path for token counts "
                                   "(None: the embedder's).")
+    chunk_bytes: int = Field(32 << 20, ge=1024, description="Bytes of a JSON-lines file per "
+                             "read task (memory per task does not grow with the file).")
+    block_rows: int = Field(4096, ge=1, description="Rows per block a read task yields.")
+    kmeans_sample: int = Field(20000, ge=1, description="Rows (a hash sample) k-means fits on.")
     embed_batch_size: int = Field(64, ge=1)
     embed_actors: int | None = Field(None, ge=1, description="Embedding actors (None: one "
                                      "per CPU of the cluster).")

@@ -142,14 +142,20 @@ def mark_batch(batch: dict, index_ref, pool_text: str) -> dict:
     return batch
 
 
+def _hits(batch: dict) -> dict:
+    keep = (batch["contam_eval"] >= 0) | (batch["dup_eval"] >= 0)
+    return {k: v[keep] for k, v in batch.items()}
+
+
 def summary(parsed, index: dict | None, counts: dict | None, pool_text: str) -> dict:
     """The `decontamination` block of stats.json (from the marked pool dataset)."""
     if index is None:
         return {"enabled": False}
-    cols = parsed.select_columns(["contam_eval", "dup_eval"]).to_pandas()
+    cols = (parsed.select_columns(["contam_eval", "dup_eval"])  # only the rows that hit
+            .map_batches(_hits, batch_format="numpy").to_pandas())
     labels = index["labels"]
-    hits = Counter(labels[i][1] for i in cols["contam_eval"] if i >= 0)
-    dups = sorted({int(i) for i in cols["dup_eval"] if i >= 0})
+    hits = Counter(labels[i][1] for i in cols.get("contam_eval", []) if i >= 0)
+    dups = sorted({int(i) for i in cols.get("dup_eval", []) if i >= 0})
     items, short = counts["items"], counts["too_short"]
     return {
         "enabled": True, "ngram": index["n"], "pool_text": pool_text,

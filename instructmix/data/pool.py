@@ -3,16 +3,21 @@
 `complexity` score (`data.complexity`: exact node count on the testbed, a content-word
 proxy on real text).
 
-Accounting: every row read ends in exactly one of `pool/shards` (or `pool/eval`) or
-`pool/rejected`, and stats.json checks read == accepted + rejected. Blank lines of JSONL
-files are not rows: they are counted apart (`blank_lines`).
+Reading, validation, dedupe and the counts are `data.ingest` (streaming: the driver's memory
+does not grow with the pool). Accounting: every row read ends in exactly one of
+`pool/shards` (or `pool/eval`) or `pool/rejected`; stats.json checks read == accepted +
+rejected, and per file that its independently counted lines == lines not sampled + blank +
+accepted + rejected. Blank lines of JSONL files are not rows: they are counted apart
+(`blank_lines`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
+import zlib
 from collections import Counter
 
 import numpy as np
@@ -22,7 +27,15 @@ from instructmix.cluster import cluster_cpus
 from instructmix.config import RunConfig
 from instructmix.data import decontam, testbed
 from instructmix.data.embed import EmbedBatch
-from instructmix.data.read import parse_batch, read_records, source_items
+from instructmix.data.ingest import (
+    Ingested,
+    first_reasons,
+    ingest,
+    ingest_records,
+    merged_counts,
+    rejected_records,
+)
+from instructmix.data.read import ORDER_STRIDE, source_items
 from instructmix.layout import POOL, RunLayout
 
 log = logging.getLogger("instructmix")
@@ -33,79 +46,47 @@ def _testbed_records(cfg: RunConfig) -> tuple[list[dict], list[dict]]:
 
     def records(rows, file_index):
         return [{"origin": f"testbed:{r['id']}", "raw": json.dumps(r).encode(),
-                 "source": "testbed", "fmt": "messages", "mapping": "{}",
-                 "order": file_index * 10**10 + k} for k, r in enumerate(rows)]
+                 "source": "testbed", "fmt": "messages", "mapping": "{}", "eval": "",
+                 "file": f"testbed:{'eval' if file_index else 'train'}",
+                 "order": file_index * ORDER_STRIDE + k} for k, r in enumerate(rows)]
 
     return records(train, 0), records(evals, 1)
 
 
-def _read(cfg: RunConfig, items: list[dict], records: list[dict] | None,
-          marker: dict | None = None):
-    import ray.data
-
+def _ingest(cfg: RunConfig, items, records, marker=None) -> Ingested:
+    pc = cfg.pool
     if records is not None:
-        ds = ray.data.from_items(records)
-    else:
-        ds = ray.data.from_items(items).flat_map(read_records)
-    ds = ds.map_batches(parse_batch, fn_kwargs={"max_chars": cfg.pool.max_chars},
-                        batch_format="numpy", batch_size=1024)
-    if marker is not None:  # decontamination against the eval set (`data.decontam`)
-        ds = ds.map_batches(decontam.mark_batch, fn_kwargs=marker, batch_format="numpy",
-                            batch_size=1024)
-    return ds.materialize()
-
-
-def _index(parsed) -> tuple[object, int]:
-    """Driver-side view of every row read (no text): origin, id, error, kind, category;
-    and the number of blank lines (not rows: left out of the view)."""
-    cols = ["id", "order", "origin", "source", "error", "kind", "blank", "raw_text",
-            "category"]
-    index = parsed.select_columns(cols).to_pandas().sort_values("order", kind="stable")
-    blank = index["blank"].astype(bool)
-    return index[~blank].drop(columns="blank"), int(blank.sum())
-
-
-def _mark_duplicates(index) -> set[int]:
-    """Reject every row whose id was already seen (first by file and line wins); returns the
-    `order` keys of those rows."""
-    ok = index[index["error"] == ""]
-    first = ok.drop_duplicates("id", keep="first").set_index("id")["origin"]
-    dup = ok[ok.duplicated("id", keep="first")]
-    for row_key, rid in zip(dup.index, dup["id"], strict=True):
-        index.at[row_key, "error"] = f"duplicate id {rid!r} (first at {first[rid]})"
-        index.at[row_key, "kind"] = "duplicate id"
-    return {int(o) for o in dup["order"]}
-
-
-def _keep_accepted(batch: dict, drop: set[int]) -> dict:
-    keep = np.array([e == "" and not b and int(o) not in drop for e, b, o in
-                     zip(batch["error"], batch["blank"], batch["order"], strict=True)],
-                    dtype=bool)
-    return {k: v[keep] for k, v in batch.items()}
-
-
-def _rejected_rows(index) -> list[dict]:
-    rej = index[index["error"] != ""][["origin", "source", "id", "kind", "error", "raw_text"]]
-    return rej.rename(columns={"error": "reason"}).to_dict("records")
+        return ingest_records(records, pc.max_chars, marker)
+    return ingest(items, pc.max_chars, pc.chunk_bytes, pc.block_rows, marker)
 
 
 def _finalise(batch: dict) -> dict:
     msgs = [json.loads(m) for m in batch.pop("messages_json")]
     for k in ("error", "kind", "blank", "raw_text", "prompt_text", "response_text",
-              "contam_eval", "dup_eval"):
+              "contam_eval", "dup_eval", "status", "file"):
         batch.pop(k, None)
     batch["messages"] = msgs
     return batch
 
 
-def _assign_categories(ds, k: int, seed: int):
-    """k-means on the embeddings of rows without a category -> 'cluster-NN'."""
+
+
+def _sample(batch: dict, rate: float) -> dict:
+    """Rows of no category whose id hashes below `rate`: the same sample in every run."""
+    keep = np.array([c == "" and zlib.crc32(str(i).encode()) < rate * 2**32
+                     for c, i in zip(batch["category"], batch["id"], strict=True)], dtype=bool)
+    return {"embedding": batch["embedding"][keep]}
+
+
+def _assign_categories(ds, k: int, seed: int, n_uncategorised: int, sample: int):
+    """k-means on the embeddings of (a hash sample of at most about `sample`) rows without
+    a category; every such row gets its nearest centre -> 'cluster-NN'."""
     from sklearn.cluster import KMeans
 
-    table = ds.select_columns(["category", "embedding"]).to_pandas()
-    emb = np.stack(table.loc[table["category"] == "", "embedding"].to_numpy())
-    n = len(emb)
-    km = KMeans(n_clusters=min(k, n), n_init=4, random_state=seed).fit(emb)
+    rate = min(1.0, sample / n_uncategorised)
+    picked = ds.map_batches(_sample, fn_kwargs={"rate": rate}, batch_format="numpy")
+    emb = np.stack([r["embedding"] for r in picked.take_all()])
+    km = KMeans(n_clusters=min(k, len(emb)), n_init=4, random_state=seed).fit(emb)
     centers = km.cluster_centers_.astype(np.float32)
 
     def assign(batch: dict) -> dict:
@@ -118,10 +99,10 @@ def _assign_categories(ds, k: int, seed: int):
         batch["category"] = cats
         return batch
 
-    return ds.map_batches(assign, batch_format="numpy")
+    return ds.map_batches(assign, batch_format="numpy"), len(emb)
 
 
-def _embed(cfg: RunConfig, parsed, duplicates: set[int], n_accepted: int):
+def _embed(cfg: RunConfig, accepted, n_accepted: int):
     """Accepted rows + embedding and token count, on an actor pool."""
     import ray.data
 
@@ -132,8 +113,7 @@ def _embed(cfg: RunConfig, parsed, duplicates: set[int], n_accepted: int):
     per_batch = int(np.clip(n_accepted // (actors * 4) + 1, 256, 4096))
     log.info("pool: embedding %d rows with %d actors", n_accepted, actors)
     return (
-        parsed.map_batches(_keep_accepted, fn_kwargs={"drop": duplicates}, batch_format="numpy")
-        .repartition(-(-n_accepted // per_batch))
+        accepted.repartition(-(-n_accepted // per_batch))
         .map_batches(
             EmbedBatch,
             fn_constructor_kwargs={"embedder": pc.embedder, "tokenizer": pc.tokenizer,
@@ -144,6 +124,14 @@ def _embed(cfg: RunConfig, parsed, duplicates: set[int], n_accepted: int):
     )
 
 
+def _counts(final) -> tuple[dict, dict]:
+    """Items and tokens per category, rows per source."""
+    cats = merged_counts(final, ["category"], "n_tokens")
+    per_category = {c: {"items": n, "tokens": t} for (c,), (n, t) in sorted(cats.items())}
+    per_source = {s: n for (s,), n in sorted(merged_counts(final, ["source"]).items())}
+    return per_category, per_source
+
+
 def _train_split(cfg: RunConfig, layout: RunLayout, items, records, eval_rows) -> dict:
     """Read, validate, decontaminate against `eval_rows`, dedupe, embed and categorise the
     training pool; write its shards."""
@@ -151,74 +139,71 @@ def _train_split(cfg: RunConfig, layout: RunLayout, items, records, eval_rows) -
     dc = cfg.pool.decontamination
     grams, counts = decontam.build_index(eval_rows, dc.ngram) if dc.enabled else (None, None)
     marker = None if grams is None else decontam.marker(grams, dc.pool_text)
-    parsed = _read(cfg, items, records, marker)
-    index, blank_lines = _index(parsed)
-    duplicates = _mark_duplicates(index)
-    rejected = _rejected_rows(index)
-    n_read, n_accepted = len(index), int((index["error"] == "").sum())
-    if n_accepted == 0:
-        raise ValueError(f"pool: none of {n_read} rows was accepted; first reasons: "
-                         f"{[r['reason'] for r in rejected[:3]]}")
-    log.info("pool: read and validated %d rows in %.1f s", n_read, time.time() - t0)
+    ing = _ingest(cfg, items, records, marker)
+    if ing.accepted == 0:
+        raise ValueError(f"pool: none of {ing.read} rows was accepted; first reasons: "
+                         f"{first_reasons(ing)}")
+    log.info("pool: read and validated %d rows in %.1f s", ing.read, time.time() - t0)
     t0 = time.time()
-    embedded = _embed(cfg, parsed, duplicates, n_accepted)
-    n_uncategorised = int(((index["error"] == "") & (index["category"] == "")).sum())
+    accepted = ing.rows("accepted")
+    n_uncategorised = sum(n for (c,), n in merged_counts(accepted, ["category"]).items()
+                          if c == "")
+    embedded = _embed(cfg, accepted, ing.accepted)
+    fitted_on = 0
     if n_uncategorised:
-        embedded = _assign_categories(embedded.materialize(), cfg.pool.num_clusters, cfg.seed)
+        embedded, fitted_on = _assign_categories(
+            embedded.materialize(), cfg.pool.num_clusters, cfg.seed, n_uncategorised,
+            cfg.pool.kmeans_sample)
     final = (embedded.map_batches(_finalise, batch_format="numpy")
              .drop_columns(["order"]).materialize())
     log.info("pool: embedded in %.1f s", time.time() - t0)
     final.write_parquet(str(layout.writable(POOL.shards)))
-    table = final.select_columns(["category", "n_tokens", "source"]).to_pandas()
-    return {"read": n_read, "blank_lines": blank_lines, "accepted": n_accepted,
-            "rejected": rejected, "kmeans": n_uncategorised, "table": table,
-            "decontamination": decontam.summary(parsed, grams, counts, dc.pool_text)}
+    per_category, per_source = _counts(final)
+    return {"ingested": ing, "written": final.count(), "kmeans": n_uncategorised,
+            "kmeans_fitted_on": fitted_on, "per_category": per_category,
+            "per_source": per_source,
+            "decontamination": decontam.summary(ing.outcome, grams, counts, dc.pool_text)}
 
 
 def _eval_split(cfg: RunConfig, layout: RunLayout, items, records) -> dict:
     """Read and validate the eval set (with each source's scorer fields, `eval_fields`);
     write the accepted rows. A row without a category takes its source's label."""
     rows: list[dict] = []
-    rejected: list[dict] = []
-    blank = 0
+    ing = None
     if items or records:
-        parsed = _read(cfg, items, records)
-        index, blank = _index(parsed)
-        dups = _mark_duplicates(index)
-        rejected = [dict(r, split="eval") for r in _rejected_rows(index)]
-        rows = (parsed.map_batches(_keep_accepted, fn_kwargs={"drop": dups},
-                                   batch_format="numpy")
-                .map_batches(_finalise, batch_format="numpy")
+        ing = _ingest(cfg, items, records)
+        rows = (ing.rows("accepted").map_batches(_finalise, batch_format="numpy")
                 .drop_columns(["order"]).take_all())
         for r in rows:  # else every source (and scorer) would share the category ""
             r["category"] = r["category"] or r["source"]
     layout.write_table(POOL.eval, pa.Table.from_pylist(rows) if rows else pa.table({}))
-    return {"rows": rows, "rejected": rejected, "blank_lines": blank}
+    return {"rows": rows, "ingested": ing}
 
 
 def _stats(train: dict, evals: dict) -> dict:
-    """Counts that add up, checked against the written shards."""
-    table, n_rejected = train["table"], len(train["rejected"])
-    n_eval_rejected = len(evals["rejected"])
+    """Counts that add up: rows read against rows written and rejected, and each file's
+    independent line count against what became of its lines."""
+    ing, ev = train["ingested"], evals["ingested"]
+    n_rejected = sum(ing.rejected_by_reason.values())
+    ev_rejected = sum(ev.rejected_by_reason.values()) if ev else 0
+    files = {**ing.per_file, **(ev.per_file if ev else {})}
     return {
-        "read": train["read"],
-        "blank_lines": train["blank_lines"],
-        "accepted": train["accepted"],
+        "read": ing.read,
+        "blank_lines": ing.blank,
+        "accepted": ing.accepted,
         "rejected": n_rejected,
-        "counts_add_up": train["read"] == train["accepted"] + n_rejected
-        == len(table) + n_rejected,
-        "rejected_by_reason": dict(Counter(r["kind"] for r in train["rejected"])),
+        "counts_add_up": ing.read == ing.accepted + n_rejected == train["written"] + n_rejected
+        and all(f["adds_up"] for f in files.values()),
+        "rejected_by_reason": ing.rejected_by_reason,
+        "per_file": files,
         "categories_assigned_by_kmeans": train["kmeans"],
+        "kmeans_fitted_on": train["kmeans_fitted_on"],
         "decontamination": train["decontamination"],
-        "per_category": {
-            c: {"items": int(len(g)), "tokens": int(g["n_tokens"].sum())}
-            for c, g in sorted(table.groupby("category"), key=lambda kv: kv[0])
-        },
-        "per_source": {s: int(v) for s, v in table["source"].value_counts().items()},
-        "eval": {"read": len(evals["rows"]) + n_eval_rejected,
-                 "blank_lines": evals["blank_lines"],
-                 "accepted": len(evals["rows"]), "rejected": n_eval_rejected,
-                 "rejected_by_reason": dict(Counter(r["kind"] for r in evals["rejected"])),
+        "per_category": train["per_category"],
+        "per_source": train["per_source"],
+        "eval": {"read": ev.read if ev else 0, "blank_lines": ev.blank if ev else 0,
+                 "accepted": len(evals["rows"]), "rejected": ev_rejected,
+                 "rejected_by_reason": ev.rejected_by_reason if ev else {},
                  "per_category": dict(Counter(r["category"] for r in evals["rows"]))},
     }
 
@@ -237,7 +222,9 @@ def run_pool(cfg: RunConfig, layout: RunLayout) -> dict:
     log.info("pool: reading %s", [i["path"] for i in train_items] or "the synthetic testbed")
     evals = _eval_split(cfg, layout, eval_items, eval_recs)  # first: the pool is checked
     train = _train_split(cfg, layout, train_items, train_recs, evals["rows"])  # against it
-    layout.write_jsonl(POOL.rejected, train["rejected"] + evals["rejected"])
+    ev = evals["ingested"]
+    layout.write_jsonl(POOL.rejected, itertools.chain(
+        rejected_records(train["ingested"]), rejected_records(ev, "eval") if ev else ()))
     stats = _stats(train, evals)
     if not stats["counts_add_up"]:
         raise RuntimeError(f"pool accounting does not add up: {stats}")

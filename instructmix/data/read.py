@@ -1,9 +1,13 @@
-"""Reading pool files into raw records and parsing them into canonical rows (the pool
-stage's first two steps; each runs as Ray Data tasks).
+"""Reading pool files into parsed rows, in tasks that stream (the pool stage's first step;
+`data.ingest` runs it on Ray Data).
 
-- `list_files`: a source path (file or folder, searched recursively) -> sorted absolute paths.
-- `read_records`: one file -> raw records with their origin (`path:line`, `path:itemN`,
-  `path:rowN`); JSONL, a JSON array, or Parquet.
+- `list_files`: a source path (file or folder, searched recursively; local or `s3://`) ->
+  sorted file URIs.
+- `plan_reads`: files -> read tasks: JSONL files are cut into byte ranges (`data.chunks`),
+  a Parquet file is read one record batch at a time, a JSON array file whole (one task).
+- `count_lines`: a byte range -> its newline count (the independent line count per file).
+- `read_range`: one read task -> blocks of at most `block_rows` parsed rows, each with its
+  origin (`path:line`, `path:itemN`, `path:rowN`) and file.
 - `parse_batch`: raw records -> canonical columns plus `error`/`kind` ('' when accepted)
   and `blank` (blank lines are not rows).
 """
@@ -14,73 +18,140 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from instructmix import storage
 from instructmix.config import SourceConfig
+from instructmix.data import chunks
 from instructmix.data.complexity import complexity_score
 from instructmix.data.eval_fields import NO_RESPONSE_NEEDED, eval_spec, with_eval_fields
 from instructmix.data.schema import RowError, fallback_id, prompt_text, to_canonical
 
 RAW_KEEP = 500  # characters of a rejected row kept for the report
+SUFFIXES = (".jsonl", ".json", ".parquet")
+ORDER_STRIDE = 10**10  # order = file index x stride + position in the file
+LABEL = {"lines": "", "array": "item", "parquet": "row"}  # origin: path:{label}{position}
 
 
 def list_files(path: str) -> list[str]:
-    p = Path(path).expanduser().resolve()
-    if p.is_file():
-        return [str(p)]
-    if p.is_dir():
-        files = sorted(
-            str(f) for f in p.rglob("*") if f.suffix in (".jsonl", ".json", ".parquet")
-        )
+    fs, inner = storage.filesystem(path)
+    info = fs.get_file_info(inner)
+    uri = (lambda p: f"s3://{p}") if storage.is_remote(path) else (lambda p: p)
+    if info.type == pafs.FileType.File:
+        return [uri(inner)]
+    if info.type == pafs.FileType.Directory:
+        found = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
+        files = sorted(uri(f.path) for f in found
+                       if f.type == pafs.FileType.File and f.path.endswith(SUFFIXES))
         if files:
             return files
         raise FileNotFoundError(f"pool source {path}: no .jsonl/.json/.parquet files inside")
     raise FileNotFoundError(f"pool source not found: {path}")
 
 
-def _is_json_array(path: str) -> bool:
-    """A .json file holding one array of rows (else it is read as JSON lines)."""
-    with open(path, "rb") as f:
-        head = f.read(4096).lstrip()
-    if not head.startswith(b"["):
-        return False
-    try:
-        with open(path, "rb") as f:
-            return isinstance(json.load(f), list)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return False
+def _open(uri: str):
+    fs, inner = storage.filesystem(uri)
+    return fs.open_input_file(inner)
 
 
-def _numbered(path: str):
-    """(1-based position, origin label, raw bytes) of every row of one file."""
-    if path.endswith(".parquet"):
-        for k, row in enumerate(pq.read_table(path).to_pylist()):
-            yield f"row{k + 1}", json.dumps(row, default=str).encode()
-    elif path.endswith(".json") and _is_json_array(path):
-        with open(path, "rb") as f:
-            rows = json.load(f)
-        for k, row in enumerate(rows):
-            yield f"item{k + 1}", json.dumps(row).encode()
+def _kind(uri: str) -> str:
+    """'parquet', 'array' (a .json file that starts with '['), else 'lines' (JSON lines)."""
+    if uri.endswith(".parquet"):
+        return "parquet"
+    if uri.endswith(".json"):
+        with _open(uri) as f:
+            if f.read(4096).lstrip().startswith(b"["):
+                return "array"
+    return "lines"
+
+
+def plan_reads(items: list[dict], chunk_bytes: int) -> list[dict]:
+    """One read task per byte range of a JSON-lines file, one per other file."""
+    tasks = []
+    for item in items:
+        kind = _kind(item["path"])
+        fs, inner = storage.filesystem(item["path"])
+        size = fs.get_file_info(inner).size
+        spans = chunks.byte_ranges(size, chunk_bytes) if kind == "lines" else [(0, size)]
+        for start, end in spans:
+            tasks.append(dict(item, kind=kind, start=start, end=end, first=0))
+    return tasks
+
+
+def count_lines(task: dict) -> dict:
+    """The independent count of a read task's file: shifted newlines of a byte range
+    (`data.chunks`), rows in a Parquet file's metadata; None for a JSON array (its items
+    are counted as read)."""
+    if task["kind"] == "lines":
+        with _open(task["path"]) as f:
+            n = chunks.count_newlines(f, task["start"], task["end"])
+    elif task["kind"] == "parquet":
+        with _open(task["path"]) as f:
+            n = pq.ParquetFile(f).metadata.num_rows
     else:
-        with open(path, "rb") as f:
-            for k, line in enumerate(f):
-                yield f"{k + 1}", line.rstrip(b"\r\n")
+        n = -1
+    return dict(task, newlines=n)
 
 
-def read_records(item: dict) -> list[dict]:
-    """One file -> raw records (bytes) with their origin; runs as a Ray task per file.
-    Rows k (0-based) with k % every == offset are read, at most `limit` of them."""
-    path, limit = item["path"], item["limit"]
-    every, offset = item.get("every", 1), item.get("offset", 0)
-    out = []
-    for k, (where, raw) in enumerate(_numbered(path)):
-        if limit and len(out) >= limit:
-            break
-        if k % every == offset:
-            out.append({"origin": f"{path}:{where}", "raw": raw})
-    for k, rec in enumerate(out):
-        rec.update(source=item["source"], fmt=item["fmt"], mapping=item["mapping"],
-                   eval=item.get("eval", ""), order=item["file_index"] * 10**10 + k)
+def _positions(task: dict, block_rows: int):
+    """(position, raw bytes) of every row of one read task, a block at a time."""
+    kind = task["kind"]
+    with _open(task["path"]) as f:
+        if kind == "lines":
+            yield from chunks.iter_lines(f, task["start"], task["end"], task["first"])
+        elif kind == "parquet":
+            k = 0
+            for batch in pq.ParquetFile(f).iter_batches(batch_size=block_rows):
+                for row in batch.to_pylist():
+                    yield k, json.dumps(row, default=str).encode()
+                    k += 1
+        else:
+            try:
+                rows = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                rows = None
+            if not isinstance(rows, list):  # starts with '[' but is JSON lines after all
+                yield from chunks.iter_lines(f, 0, task["end"], 0)
+                return
+            for k, row in enumerate(rows):
+                yield k, json.dumps(row).encode()
+
+
+def selected(k: int, every: int, offset: int, limit: int) -> bool:
+    """Row k (0-based, blank lines included) is read when k % every == offset, the first
+    `limit` of those (0: all)."""
+    return k % every == offset and (not limit or k // every < limit)
+
+
+def n_selected(rows: int, every: int, offset: int, limit: int) -> int:
+    n = max(0, -(-(rows - offset) // every))
+    return min(n, limit) if limit else n
+
+
+def read_range(batch: dict, max_chars: int, block_rows: int):
+    """One read task (a batch of one) -> blocks of at most `block_rows` parsed rows."""
+    task = {k: v[0].item() if hasattr(v[0], "item") else v[0] for k, v in batch.items()}
+    keep = (task["every"], task["offset"], task["limit"])
+    base = task["file_index"] * ORDER_STRIDE
+    label = f"{task['path']}:{LABEL[task['kind']]}"
+    fixed = {k: task[k] for k in ("source", "fmt", "mapping", "eval")}
+    records = []
+    for k, raw in _positions(task, block_rows):
+        if not selected(k, *keep):
+            continue
+        records.append({"origin": f"{label}{k + 1}", "raw": raw, "order": base + k})
+        if len(records) == block_rows:
+            yield parse_batch(_columns(records, fixed, task["path"]), max_chars)
+            records = []
+    if records:
+        yield parse_batch(_columns(records, fixed, task["path"]), max_chars)
+
+
+def _columns(records: list[dict], fixed: dict, path: str) -> dict:
+    n = len(records)
+    out = {k: [r[k] for r in records] for k in ("origin", "raw", "order")}
+    out.update({k: [v] * n for k, v in fixed.items()}, file=[path] * n)
     return out
 
 
@@ -88,7 +159,7 @@ def parse_batch(batch: dict, max_chars: int) -> dict:
     """Raw records -> canonical columns plus `error` ('' when accepted)."""
     cols = {k: [] for k in ("id", "category", "messages_json", "answer", "source", "meta",
                             "origin", "order", "error", "kind", "blank", "raw_text",
-                            "prompt_text", "response_text", "complexity")}
+                            "prompt_text", "response_text", "complexity", "file")}
     n = len(batch["origin"])
     specs = batch.get("eval", [""] * n)  # eval sources: the scorer's settings (JSON)
     for k in range(n):
@@ -125,6 +196,8 @@ def parse_batch(batch: dict, max_chars: int) -> dict:
         cols["source"].append(source)
         cols["meta"].append(row["meta"])
         cols["origin"].append(origin)
+        cols["file"].append(str(batch["file"][k]) if "file" in batch else
+                            origin.rsplit(":", 1)[0])
         cols["order"].append(int(batch["order"][k]))
         cols["error"].append(error)
         cols["kind"].append(kind)

@@ -155,17 +155,31 @@ def test_shared_real_data(ray_local, tmp_path, rel, fmt):
     assert all(r["category"] and r["messages"][0]["role"] == "user" for r in accepted)
 
 
+def _read_without_ray(path, chunk_bytes=1 << 20, **source) -> list[dict]:
+    """The read tasks of one source run in this process, in file order."""
+    from instructmix.config import SourceConfig
+    from instructmix.data.ingest import number_lines
+    from instructmix.data.read import count_lines, plan_reads, read_range, source_items
+
+    items = source_items([SourceConfig(path=str(path), **source)], 0)
+    tasks, _ = number_lines([count_lines(t) for t in plan_reads(items, chunk_bytes)])
+    rows = []
+    for t in tasks:
+        for block in read_range({k: [v] for k, v in t.items()}, 10_000, 3):
+            rows += [dict(zip(block, vals, strict=True)) for vals in zip(*block.values(),
+                                                                        strict=True)]
+    return rows
+
+
 def test_every_and_offset_read_disjoint_spread_samples(tmp_path):
     from instructmix.config import SourceConfig
-    from instructmix.data.read import read_records, source_items
 
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps({"instruction": f"q{k}", "output": f"a{k}"}) + "\n"
                             for k in range(10)))
 
     def origins(**kw):
-        (item,) = source_items([SourceConfig(path=str(path), **kw)], 0)
-        return [r["origin"].rsplit(":", 1)[1] for r in read_records(item)]
+        return [r["origin"].rsplit(":", 1)[1] for r in _read_without_ray(path, 37, **kw)]
 
     assert origins(every=3) == ["1", "4", "7", "10"]
     assert origins(every=3, offset=1) == ["2", "5", "8"]
@@ -173,3 +187,69 @@ def test_every_and_offset_read_disjoint_spread_samples(tmp_path):
     assert origins() == [str(k) for k in range(1, 11)]
     with pytest.raises(ValueError, match="offset"):
         SourceConfig(path=str(path), every=2, offset=2)
+
+
+def _big_file(path, n, dup_every, crlf=False):
+    """n rows in many byte ranges: blank lines, duplicate ids and a bad row on the way;
+    returns the lines as written."""
+    lines = []
+    for k in range(n):
+        if k % 50 == 7:
+            lines.append("")
+        elif k % 97 == 3:
+            lines.append('{"id": "broken", ')
+        else:
+            rid = f"{path.stem}-{k % dup_every if k % dup_every == 0 else k}"
+            lines.append(json.dumps({"id": rid, "instruction": f"task {k} " + "w" * (k % 40),
+                                     "output": f"answer {k}", "category": f"c{k % 3}"}))
+    end = "\r\n" if crlf else "\n"
+    path.write_bytes(end.join(lines).encode())  # the last line has no line ending
+    return lines
+
+
+def test_streamed_files_are_counted_line_by_line(ray_local, tmp_path):
+    """Files cut into many 1 KiB ranges: each file's lines are counted apart from the rows
+    read, and lines = not sampled + blank + accepted + rejected holds per file; duplicate
+    ids are found across ranges and files; origins name the right line."""
+    a = _big_file(tmp_path / "a.jsonl", 700, dup_every=40)
+    b = _big_file(tmp_path / "b.jsonl", 300, dup_every=1000, crlf=True)
+    sources = [{"path": str(tmp_path / "a.jsonl")},
+               {"path": str(tmp_path / "b.jsonl"), "every": 2, "offset": 1}]
+    _, stats, rejected, accepted = _run(tmp_path, sources, chunk_bytes=1024, block_rows=64)
+    files = stats["per_file"]
+    fa, fb = files[str(tmp_path / "a.jsonl")], files[str(tmp_path / "b.jsonl")]
+    assert fa["lines"] == len(a) and fb["lines"] == len(b)
+    assert fa["counted_by"] == "newlines" and fa["not_sampled"] == 0
+    assert fb["not_sampled"] == len(b) // 2
+    assert fa["blank"] == sum(x == "" for x in a)
+    assert fb["blank"] == sum(x == "" for k, x in enumerate(b) if k % 2 == 1)
+    for f in (fa, fb):
+        assert f["adds_up"] and f["lines"] == (f["not_sampled"] + f["blank"] + f["accepted"]
+                                               + f["rejected"])
+    assert stats["accepted"] == fa["accepted"] + fb["accepted"] == len(accepted)
+    assert len({r["id"] for r in accepted}) == len(accepted)
+    by_file = {"a.jsonl": a, "b.jsonl": b}
+    for r in rejected:  # the origin's line holds the rejected row
+        name, line = r["origin"].rsplit("/", 1)[1].rsplit(":", 1)
+        assert by_file[name][int(line) - 1].startswith(r["raw_text"][:40]), r
+    dups = [r for r in rejected if r["kind"] == "duplicate id"]
+    assert len(dups) == sum(1 for k in range(700) if k % 40 == 0 and k % 50 != 7
+                            and k % 97 != 3) - 1
+    first = a.index(next(x for x in a if '"id": "a-0"' in x)) + 1
+    assert all(r["reason"].endswith(f"a.jsonl:{first})") for r in dups)
+    assert [r["origin"] for r in rejected] == sorted(
+        (r["origin"] for r in rejected), key=lambda o: (o.rsplit(":", 1)[0],
+                                                        int(o.rsplit(":", 1)[1])))
+
+
+def test_a_lost_line_breaks_the_count():
+    """The per-file check fails when the rows do not account for every counted line."""
+    from instructmix.data.ingest import _tally
+
+    items = [{"path": "f.jsonl", "every": 1, "offset": 0, "limit": 0}]
+    tallies = [{"file": "f.jsonl", "status": "accepted", "count()": 8},
+               {"file": "f.jsonl", "status": "blank", "count()": 1}]
+    ok = _tally(None, tallies, items, {"f.jsonl": 9})
+    assert ok.per_file["f.jsonl"]["adds_up"] and ok.read == 8 and ok.blank == 1
+    lost = _tally(None, tallies, items, {"f.jsonl": 10})
+    assert not lost.per_file["f.jsonl"]["adds_up"]

@@ -1,0 +1,160 @@
+"""Pool ingest at 10k, 100k and 1M rows: rows/s and peak memory of the driver and of the Ray
+workers, each size in a fresh process with its own local Ray instance.
+
+Measured: the ingest half of the pool stage (`data.ingest`: count lines, read and validate
+in byte ranges, hash-partitioned dedupe, per-file counts, rejected rows streamed to a JSONL
+file, accepted rows counted per category). Embedding is left out: it costs the same per row
+at every pool size and is measured by bench/pool_throughput.py (and sized per GPU in
+docs/SCALE.md). The pool is a synthetic Alpaca set in 3 files (50 / 30 / 20 % of the rows)
+with blank lines, malformed rows and duplicate ids.
+
+Driver memory: peak RSS of the driver process minus its RSS once Ray is up (`growth`);
+worker memory: the largest RSS any Ray worker reached (sampled every 0.2 s). The ratio
+printed is the driver's growth at the largest size over that at the smallest; sizes run in
+increasing, then decreasing order when --repeats is 2 or more.
+
+    python bench/pool_scale.py [--rows 10000 100000 1000000] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+SHARES = (0.5, 0.3, 0.2)
+
+
+def make_pool(folder: Path, rows: int) -> list[Path]:
+    """3 Alpaca JSONL files; every 500th line blank, every 400th malformed, every 100th row
+    repeats an earlier id."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths, k = [], 0
+    rng = random.Random(rows)
+    words = ["list", "explain", "sum", "translate", "count", "sort", "name", "compare"]
+    for f, share in enumerate(SHARES):
+        path = folder / f"part{f}.jsonl"
+        paths.append(path)
+        if path.is_file():
+            k += int(rows * share)
+            continue
+        with open(path, "w") as out:
+            for _ in range(int(rows * share)):
+                if k % 500 == 499:
+                    out.write("\n")
+                elif k % 400 == 399:
+                    out.write('{"id": "bad", "instruction": \n')
+                else:
+                    rid = f"r{k - 50}" if k % 100 == 99 else f"r{k}"
+                    task = " ".join(rng.choice(words) for _ in range(rng.randint(4, 30)))
+                    out.write(json.dumps({"id": rid, "instruction": f"{task} ({k})",
+                                          "input": "", "output": f"answer {k}",
+                                          "category": words[k % len(words)]}) + "\n")
+                k += 1
+    return paths
+
+
+class WorkerPeak:
+    """Largest RSS of any descendant process (Ray's workers) while running."""
+
+    def __init__(self):
+        import psutil
+
+        self.me, self.peak, self.stop = psutil.Process(), 0, threading.Event()
+        threading.Thread(target=self._poll, daemon=True).start()
+
+    def _poll(self):
+        import psutil
+
+        while not self.stop.is_set():
+            for p in self.me.children(recursive=True):
+                try:
+                    if p.name().startswith("ray::") or "default_worker" in " ".join(
+                            p.cmdline()[:3]):
+                        self.peak = max(self.peak, p.memory_info().rss)
+                except psutil.Error:
+                    pass
+            time.sleep(0.2)
+
+
+def child(rows: int, folder: Path) -> dict:
+    """One measurement, in this (fresh) process."""
+    from instructmix.runtime import prepare
+
+    prepare()
+    import ray
+
+    from instructmix.cluster import ensure_ray
+    from instructmix.config import SourceConfig
+    from instructmix.data.ingest import ingest, merged_counts, rejected_records
+    from instructmix.data.read import source_items
+
+    paths = make_pool(folder, rows)
+    ensure_ray(num_cpus=2)
+    import psutil
+
+    base = psutil.Process().memory_info().rss
+    watch = WorkerPeak()
+    t0 = time.perf_counter()
+    items = source_items([SourceConfig(path=str(folder))], 0)
+    ing = ingest(items, max_chars=20000, chunk_bytes=32 << 20, block_rows=4096)
+    n_rejected = 0
+    with open(folder / "rejected.jsonl", "w") as out:
+        for r in rejected_records(ing):
+            out.write(json.dumps(r) + "\n")
+            n_rejected += 1
+    per_category = merged_counts(ing.rows("accepted"), ["category"])
+    seconds = time.perf_counter() - t0
+    watch.stop.set()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    lines = sum(f["lines"] for f in ing.per_file.values())
+    ok = all(f["adds_up"] for f in ing.per_file.values()) and (
+        ing.read == ing.accepted + n_rejected == sum(per_category.values()) + n_rejected)
+    ray.shutdown()
+    return {"rows": rows, "lines": lines, "read": ing.read, "accepted": ing.accepted,
+            "rejected": n_rejected, "counts_add_up": ok, "seconds": round(seconds, 1),
+            "rows_per_s": round(ing.read / seconds), "driver_base_mb": round(base / 2**20),
+            "driver_peak_mb": round(peak / 2**20),
+            "driver_growth_mb": round((peak - base) / 2**20),
+            "worker_peak_mb": round(watch.peak / 2**20)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--data", default="/tmp/instructmix-pool-scale")
+    ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, Path(args.data) / str(args.child))))
+        return
+    results = []
+    for rep in range(args.repeats):
+        for rows in (args.rows if rep % 2 == 0 else args.rows[::-1]):
+            out = subprocess.run([sys.executable, __file__, "--child", str(rows), "--data",
+                                  args.data], capture_output=True, text=True,
+                                 env=dict(os.environ, RAY_DEDUP_LOGS="0"))
+            if out.returncode:
+                sys.exit(f"rows={rows} failed:\n{out.stderr[-3000:]}")
+            res = dict(json.loads(out.stdout.strip().splitlines()[-1]), repeat=rep)
+            results.append(res)
+            print(json.dumps(res), flush=True)
+    small, large = min(args.rows), max(args.rows)
+    growth = {n: [r["driver_growth_mb"] for r in results if r["rows"] == n] for n in args.rows}
+    print(json.dumps({"driver_growth_mb_by_rows": growth,
+                      "ratio_driver_growth_largest_over_smallest": round(
+                          max(growth[large]) / max(1, max(growth[small])), 2),
+                      "rows_ratio": large // small}))
+
+
+if __name__ == "__main__":
+    main()
