@@ -97,7 +97,7 @@ def child(rows: int, folder: Path) -> dict:
     from instructmix.data.ingest import ingest, merged_counts, rejected_records
     from instructmix.data.read import source_items
 
-    paths = make_pool(folder, rows)
+    make_pool(folder, rows)
     ensure_ray(num_cpus=2)
     import psutil
 

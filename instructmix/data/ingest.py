@@ -5,8 +5,9 @@ driver memory that does not grow with the number of rows.
    line count that decodes nothing; Parquet files count from their metadata.
 2. Read: one task per range streams blocks of parsed rows (`read.read_range`).
 3. Dedupe: rows are hash-partitioned by id (crc32 of the id into buckets of about
-   `BUCKET_ROWS` rows, Ray Data `groupby(...).map_groups`); within a bucket the first row
-   of an id by (file, line) wins and the others are rejected naming it.
+   `BUCKET_ROWS` rows, Ray Data `groupby(...).map_groups`; a pool of one bucket is
+   gathered into one task without a shuffle); within a bucket the first row of an id by
+   (file, line) wins and the others are rejected naming it.
 4. Tally: every row read has one `status` ('accepted', 'blank', or its rejection kind);
    counts per (file, status) are made per block and merged (`merged_counts`). Per file,
    lines = not sampled + blank + accepted + rejected must hold, the lines counted in
@@ -37,6 +38,7 @@ class Ingested:
     blank: int = 0
     by_status: dict = field(default_factory=dict)
     per_file: dict = field(default_factory=dict)
+    uncategorised: int = 0  # accepted rows without a category
 
     @property
     def accepted(self) -> int:
@@ -58,10 +60,8 @@ def _pick(batch: dict, which: str) -> dict:
         keep = status == "accepted"
     elif which == "rejected":
         keep = (status != "accepted") & (status != "blank")
-    elif which == "candidates":  # parsed without error: dedupe decides
-        keep = (batch["error"] == "") & ~batch["blank"].astype(bool)
-    else:  # "settled": blank or rejected while parsing
-        keep = (batch["error"] != "") | batch["blank"].astype(bool)
+    else:
+        raise ValueError(f"which: {which!r}")
     return {k: v[keep] for k, v in batch.items()}
 
 
@@ -79,16 +79,18 @@ def _bucket(batch: dict, buckets: int) -> dict:
 
 
 def _first_wins(df):
-    """One bucket (pandas): every id's first row by (file, line) wins."""
+    """One bucket (pandas): every id's first row by (file, line) wins; rows rejected while
+    parsing and blank lines pass through."""
     df = df.sort_values("order", kind="stable")
-    dup = df["id"].duplicated(keep="first").to_numpy()
+    live = ((df["error"] == "") & ~df["blank"].astype(bool)).to_numpy()
+    dup = live & df["id"].where(live).duplicated(keep="first").to_numpy()
     if dup.any():
-        first = df[~dup].set_index("id")["origin"]
+        first = df[live & ~dup].set_index("id")["origin"]
         ids = df["id"].to_numpy()[dup]
         df.loc[dup, "error"] = [f"duplicate id {i!r} (first at {first[i]})" for i in ids]
         df.loc[dup, "kind"] = "duplicate id"
         df.loc[dup, "raw_text"] = ""
-    return df.drop(columns="bucket")
+    return _with_status(df.drop(columns="bucket"))
 
 
 def read_parsed(tasks: list[dict], max_chars: int, block_rows: int, marker: dict | None):
@@ -138,20 +140,24 @@ def number_lines(counted: list[dict]) -> tuple[list[dict], dict]:
 
 
 def dedupe_and_tally(parsed, items: list[dict], lines: dict, expected_rows: int) -> Ingested:
-    """Every parsed row gets its status; duplicate ids are found on hash partitions."""
-    parsed = parsed.map_batches(_with_status, batch_format="numpy").materialize()
+    """Every parsed row gets its status; duplicate ids are found on hash partitions (one
+    partition for a small pool: no shuffle needed to put it in one task)."""
     buckets = max(1, -(-expected_rows // BUCKET_ROWS))
-    deduped = (parsed.map_batches(_pick, fn_kwargs={"which": "candidates"},
+    bucketed = parsed.map_batches(_bucket, fn_kwargs={"buckets": buckets},
                                   batch_format="numpy")
-               .map_batches(_bucket, fn_kwargs={"buckets": buckets}, batch_format="numpy")
-               .groupby("bucket", num_partitions=buckets)
-               .map_groups(_first_wins, batch_format="pandas")
-               .map_batches(_with_status, batch_format="numpy"))
-    settled = parsed.map_batches(_pick, fn_kwargs={"which": "settled"}, batch_format="numpy")
-    outcome = settled.union(deduped).materialize()
-    tallies = merged_counts(outcome, ["file", "status"])
-    tallies = [{"file": f, "status": st, "count()": n} for (f, st), n in tallies.items()]
-    return _tally(outcome, tallies, items, lines)
+    if buckets == 1:
+        outcome = bucketed.repartition(1).map_batches(_first_wins, batch_format="pandas",
+                                                      batch_size=None)
+    else:
+        outcome = bucketed.groupby("bucket", num_partitions=buckets).map_groups(
+            _first_wins, batch_format="pandas")
+    outcome = outcome.materialize()
+    counts = merged_counts(outcome, ["file", "status", "category"])
+    ing = _tally(outcome, [{"file": f, "status": st, "count()": n}
+                           for (f, st, _), n in counts.items()], items, lines)
+    ing.uncategorised = sum(n for (_, st, c), n in counts.items()
+                            if st == "accepted" and c == "")
+    return ing
 
 
 def _block_counts(batch: dict, keys: list[str], total: str | None) -> dict:
@@ -239,6 +245,8 @@ def ingest_records(records: list[dict], max_chars: int, marker: dict | None = No
 
 def rejected_records(ing: Ingested, split: str | None = None):
     """Rejected rows in (file, line) order, one at a time (for `rejected.jsonl`)."""
+    if not sum(ing.rejected_by_reason.values()):
+        return
     cols = ["order", "origin", "source", "id", "kind", "error", "raw_text"]
     rows = ing.rows("rejected").select_columns(cols).sort("order")
     for r in rows.iter_rows():

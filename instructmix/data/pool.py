@@ -126,10 +126,14 @@ def _embed(cfg: RunConfig, accepted, n_accepted: int):
 
 def _counts(final) -> tuple[dict, dict]:
     """Items and tokens per category, rows per source."""
-    cats = merged_counts(final, ["category"], "n_tokens")
-    per_category = {c: {"items": n, "tokens": t} for (c,), (n, t) in sorted(cats.items())}
-    per_source = {s: n for (s,), n in sorted(merged_counts(final, ["source"]).items())}
-    return per_category, per_source
+    per_category: dict = {}
+    per_source: Counter = Counter()
+    for (c, s), (n, t) in sorted(merged_counts(final, ["category", "source"], "n_tokens")
+                                 .items()):
+        cat = per_category.setdefault(c, {"items": 0, "tokens": 0})
+        cat["items"], cat["tokens"] = cat["items"] + n, cat["tokens"] + t
+        per_source[s] += n
+    return per_category, dict(sorted(per_source.items()))
 
 
 def _train_split(cfg: RunConfig, layout: RunLayout, items, records, eval_rows) -> dict:
@@ -146,8 +150,7 @@ def _train_split(cfg: RunConfig, layout: RunLayout, items, records, eval_rows) -
     log.info("pool: read and validated %d rows in %.1f s", ing.read, time.time() - t0)
     t0 = time.time()
     accepted = ing.rows("accepted")
-    n_uncategorised = sum(n for (c,), n in merged_counts(accepted, ["category"]).items()
-                          if c == "")
+    n_uncategorised = ing.uncategorised
     embedded = _embed(cfg, accepted, ing.accepted)
     fitted_on = 0
     if n_uncategorised:
