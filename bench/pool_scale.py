@@ -63,13 +63,19 @@ def make_pool(folder: Path, rows: int) -> list[Path]:
 
 
 class WorkerPeak:
-    """Largest RSS of any descendant process (Ray's workers) while running."""
+    """Largest RSS of each kind of Ray worker (its process title, `ray::TaskName`) while
+    running. RSS counts the object-store pages a worker maps, so a task that reads a
+    large block shows it."""
 
     def __init__(self):
         import psutil
 
-        self.me, self.peak, self.stop = psutil.Process(), 0, threading.Event()
+        self.me, self.peaks, self.stop = psutil.Process(), {}, threading.Event()
         threading.Thread(target=self._poll, daemon=True).start()
+
+    @property
+    def peak(self) -> int:
+        return max(self.peaks.values(), default=0)
 
     def _poll(self):
         import psutil
@@ -77,9 +83,10 @@ class WorkerPeak:
         while not self.stop.is_set():
             for p in self.me.children(recursive=True):
                 try:
-                    if p.name().startswith("ray::") or "default_worker" in " ".join(
-                            p.cmdline()[:3]):
-                        self.peak = max(self.peak, p.memory_info().rss)
+                    title = " ".join(p.cmdline())
+                    if title.startswith("ray::") and "IDLE" not in title:
+                        name = title.split()[0][5:60]
+                        self.peaks[name] = max(self.peaks.get(name, 0), p.memory_info().rss)
                 except psutil.Error:
                     pass
             time.sleep(0.2)
@@ -104,10 +111,10 @@ def child(rows: int, folder: Path) -> dict:
     base = psutil.Process().memory_info().rss
     watch = WorkerPeak()
     t0 = time.perf_counter()
-    items = source_items([SourceConfig(path=str(folder))], 0)
+    items = source_items([SourceConfig(path=str(folder))], 0)  # the 3 pool files only
     ing = ingest(items, max_chars=20000, chunk_bytes=32 << 20, block_rows=4096)
     n_rejected = 0
-    with open(folder / "rejected.jsonl", "w") as out:
+    with open(folder.parent / f"rejected-{rows}.jsonl", "w") as out:
         for r in rejected_records(ing):
             out.write(json.dumps(r) + "\n")
             n_rejected += 1
@@ -124,7 +131,9 @@ def child(rows: int, folder: Path) -> dict:
             "rows_per_s": round(ing.read / seconds), "driver_base_mb": round(base / 2**20),
             "driver_peak_mb": round(peak / 2**20),
             "driver_growth_mb": round((peak - base) / 2**20),
-            "worker_peak_mb": round(watch.peak / 2**20)}
+            "worker_peak_mb": round(watch.peak / 2**20),
+            "worker_peak_mb_by_task": {k: round(v / 2**20) for k, v in sorted(
+                watch.peaks.items(), key=lambda kv: -kv[1])[:4]}}
 
 
 def main():
