@@ -6,13 +6,20 @@ its path, or to read or write it. A layout opened for a stage (`RunLayout(dir, "
 refuses to write another stage's artifacts. JSON is written strictly: NaN and ±inf become
 null and the paths of the replaced numbers are listed under `_nonfinite_as_null`;
 `read_json` puts them back.
+
+`run_dir` may be object storage (`s3://bucket/key`, instructmix.storage): the layout then
+works in a local mirror of it (`root`); `pull` fetches the run, `write_marker` sends the
+stage folder and then the marker, and Ray writes the `RAY_STORAGE` folders straight to the
+bucket (they are never mirrored).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +27,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from instructmix import storage
+
+log = logging.getLogger("instructmix")
 NONFINITE_KEY = "_nonfinite_as_null"
 POOL_COLUMNS = ["id", "category", "messages", "answer", "n_tokens", "source", "meta"]
 MARKERS = {"done": "_DONE.json", "started": "_STARTED.json"}  # the pipeline's, per stage
@@ -125,6 +135,8 @@ class REPORT:
     html = _a("report", "report.html", "text", "self-contained report page")
 
 
+# Folders Ray Train / Tune write themselves: in the bucket, not the mirror, when remote.
+RAY_STORAGE = (TRAIN.ray_results, PROBE.tune, POLICY.tune, COMPARE.tune)
 GROUPS = (RUN, POOL, MODEL, PROBE, POLICY, SELECT, AUGMENT, TRAIN, EVAL, COMPARE, REPORT)
 ARTIFACTS = [a for group in GROUPS for a in vars(group).values() if isinstance(a, Artifact)]
 
@@ -190,8 +202,15 @@ class RunLayout:
     artifacts."""
 
     def __init__(self, run_dir: str | Path, stage: str | None = None):
-        self.root = Path(run_dir)
+        remote = storage.is_remote(run_dir)
+        self.uri = storage.normalize(str(run_dir)) if remote else None  # object storage
+        self.root = storage.mirror_of(self.uri) if remote else Path(run_dir)
         self.stage = stage
+
+    @property
+    def location(self) -> str:
+        """Where the run lives: its URI, or its folder."""
+        return self.uri or str(self.root)
 
     def stage_dir(self, stage: str) -> Path:
         return self.root / stage
@@ -274,9 +293,48 @@ class RunLayout:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def write_marker(self, stage: str, kind: str, record: dict) -> None:
+        """Remote run: the stage folder is sent first, the marker after it."""
+        self.push(stage)
         path = self.marker_path(stage, kind)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dumps(record, 2))
+        self.push(stage)
+
+    def remove_marker(self, stage: str, kind: str) -> None:
+        self.marker_path(stage, kind).unlink(missing_ok=True)
+        if self.uri:
+            storage.delete(f"{self.uri}/{stage}/{MARKERS[kind]}")
+
+    # -- object storage (remote run_dir) ---------------------------------------------
+    def _ray_folders(self, stage: str | None) -> tuple[str, ...]:
+        """RAY_STORAGE folders relative to the stage folder (or the root)."""
+        return tuple(a.name if stage else f"{a.stage}/{a.name}" for a in RAY_STORAGE
+                     if stage in (None, a.stage))
+
+    def pull(self) -> None:
+        """Remote run: check the bucket, then make the mirror equal to it."""
+        if self.uri:
+            storage.check(self.uri)
+            self.root.mkdir(parents=True, exist_ok=True)
+            n = storage.pull(self.uri, self.root, self._ray_folders(None))
+            if n:
+                log.info("pulled %d files of %s into %s", n, self.uri, self.root)
+
+    def push(self, stage: str | None = None) -> None:
+        """Remote run: send the run's own files (config, cache) and the stage folder."""
+        if not self.uri:
+            return
+        stages = tuple(sorted({a.stage for a in ARTIFACTS} - {"run"}))
+        storage.push(self.root, self.uri, stages)
+        if stage is not None and self.stage_dir(stage).is_dir():
+            storage.push(self.stage_dir(stage), f"{self.uri}/{stage}", self._ray_folders(stage))
+
+    def clear(self, stage: str) -> None:
+        """Delete the stage folder (and its objects, Ray's included, when remote)."""
+        if self.stage_dir(stage).exists():
+            shutil.rmtree(self.stage_dir(stage))
+        if self.uri:
+            storage.delete(f"{self.uri}/{stage}")
 
     # -- facts derived from artifacts ------------------------------------------------
     def model_path(self) -> str:

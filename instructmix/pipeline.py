@@ -7,6 +7,9 @@ a re-run with the same fingerprint skips it. A stage that started but did not fi
 started marker with the same fingerprint) keeps its folder so it can resume (training
 resumes from its last checkpoint); a stage whose fingerprint changed is cleared and run
 afresh.
+
+A remote `run_dir` (`s3://…`) is pulled into its local mirror before each stage and every
+stage folder is sent back when the stage ends, failed or done (instructmix.layout).
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import hashlib
 import importlib
 import json
 import logging
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -148,16 +150,25 @@ def _prepare_dir(layout: RunLayout, name: str, fp: str, force: bool) -> bool:
     out = layout.stage_dir(name)
     started = layout.read_marker(name, "started")
     resumable = started is not None and started["fingerprint"] == fp
-    if out.exists() and (force or not resumable):
-        shutil.rmtree(out)
+    if force or not resumable:
+        layout.clear(name)  # the folder, and its objects when run_dir is remote
     out.mkdir(parents=True, exist_ok=True)
-    layout.marker_path(name, "done").unlink(missing_ok=True)
+    layout.remove_marker(name, "done")
     layout.write_marker(name, "started", {"fingerprint": fp})
     return resumable and not force
 
 
+def _keep_partial(layout: RunLayout, name: str) -> None:
+    """A failed stage's folder goes to the bucket too (a rerun elsewhere resumes it)."""
+    try:
+        layout.push(name)
+    except Exception as e:  # the stage's own error matters more
+        log.warning("[%s] could not send the stage folder to %s: %s", name, layout.location, e)
+
+
 def run_stage(cfg: RunConfig, stage: Stage, force: bool = False) -> dict:
     layout = RunLayout(cfg.run_dir, stage.name)
+    layout.pull()  # remote run_dir: the mirror made equal to the bucket (before Ray starts)
     fp = fingerprint(cfg, stage, layout)
     done = layout.read_marker(stage.name, "done")
     if done and done["fingerprint"] == fp and not force:
@@ -167,11 +178,15 @@ def run_stage(cfg: RunConfig, stage: Stage, force: bool = False) -> dict:
     if stage.needs_ray:
         from instructmix.cluster import ensure_ray
 
-        ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.dashboard)
+        ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.dashboard, cfg.ray.dashboard_host)
     log.info("[%s] running%s -> %s", stage.name, " (resuming)" if resuming else "",
              layout.stage_dir(stage.name))
     t0 = time.time()
-    summary = stage.run(cfg, layout)
+    try:
+        summary = stage.run(cfg, layout)
+    except BaseException:
+        _keep_partial(layout, stage.name)
+        raise
     record = {"fingerprint": fp, "seconds": round(time.time() - t0, 1), "summary": summary}
     layout.write_marker(stage.name, "done", record)
     log.info("[%s] done in %.1f s: %s", stage.name, record["seconds"], summary)
@@ -179,7 +194,10 @@ def run_stage(cfg: RunConfig, stage: Stage, force: bool = False) -> dict:
 
 
 def run_all(cfg: RunConfig, stop_after: str | None = None) -> dict:
-    RunLayout(cfg.run_dir).write_text(RUN.config, cfg.model_dump_json(indent=2))
+    layout = RunLayout(cfg.run_dir)
+    layout.pull()
+    layout.write_text(RUN.config, cfg.model_dump_json(indent=2))
+    layout.push()
     results = {}
     for stage in STAGES:
         results[stage.name] = run_stage(cfg, stage)

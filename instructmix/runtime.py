@@ -4,7 +4,9 @@
   hub downloads); tokenizers without their own thread pool; no Ray Data progress bars (off
   a terminal they re-print for as long as the driver lives; stages log their own lines).
 - `worker_env()` is what Ray workers get (the job's runtime env, Ray Train workers, Tune
-  trials): the same variables, plus the fault-injection variables below when set.
+  trials): the same variables, plus the fault-injection variables below and where object
+  storage is (`STORAGE_PLACE`) when set. Credentials are not forwarded: workers take them
+  from the environment they inherit or their node's (an IAM role on a cluster).
 - Fault injection for tests and drills (never in the user's config):
   `INSTRUCTMIX_FAIL_TRIAL=NAME` makes that Tune trial fail once;
   `INSTRUCTMIX_FAIL_AT_STEP=N` makes the Ray Train run fail once after step N.
@@ -18,6 +20,7 @@ DEFAULTS = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
             "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
 FAIL_TRIAL = "INSTRUCTMIX_FAIL_TRIAL"
 FAIL_AT_STEP = "INSTRUCTMIX_FAIL_AT_STEP"
+STORAGE_PLACE = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION")
 
 
 def prepare() -> None:
@@ -31,10 +34,11 @@ def offline() -> bool:
 
 
 def worker_env(**extra: str) -> dict[str, str]:
-    """Environment variables for Ray workers: this process's view of the defaults and of
-    the fault-injection variables, plus `extra`."""
+    """Environment variables for Ray workers: this process's view of the defaults, of the
+    fault-injection variables and of STORAGE_PLACE, plus `extra`."""
     env = {key: os.environ.get(key, value) for key, value in DEFAULTS.items()}
-    env.update({k: os.environ[k] for k in (FAIL_TRIAL, FAIL_AT_STEP) if os.environ.get(k)})
+    forwarded = (FAIL_TRIAL, FAIL_AT_STEP, *STORAGE_PLACE)
+    env.update({k: os.environ[k] for k in forwarded if os.environ.get(k)})
     env.update(extra)
     return env
 

@@ -11,7 +11,8 @@ from instructmix.layout import ARTIFACTS
 PKG = Path(__file__).resolve().parents[1] / "instructmix"
 # Lowest first; a part may import only parts of a lower layer (same layer: none).
 LAYERS = [
-    ("grammar", "runtime", "layout", "storage"),
+    ("storage",),
+    ("grammar", "runtime", "layout"),
     ("config",),
     ("cluster",),
     ("data",),

@@ -10,22 +10,32 @@ from instructmix.runtime import worker_env
 log = logging.getLogger("instructmix")
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False):
-    """Join `address` (or RAY_ADDRESS, as set by `ray job submit`), else start locally."""
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False,
+               dashboard_host: str = "127.0.0.1"):
+    """Join `address` (or RAY_ADDRESS, as set by `ray job submit`), else start locally; a
+    local dashboard binds to `dashboard_host` (loopback unless configured)."""
     import ray
 
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    # Every worker gets the driver's runtime environment (offline flags, fault injection).
+    # Every worker gets the driver's runtime environment (offline flags, fault injection;
+    # never secrets: the dashboard shows a job's runtime env).
     env = {"env_vars": worker_env()}
     if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=True)
+        ctx = ray.init(address=address, runtime_env=env, log_to_driver=True)
     else:  # "local": a new instance, never a cluster that `ray start` left running
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
-                 runtime_env=env)
+        ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
+                       dashboard_host=dashboard_host, runtime_env=env)
     quiet_progress()
     log.info("ray: %s CPUs, %s GPUs", cluster_cpus(), ray.cluster_resources().get("GPU", 0))
+    if ctx.dashboard_url:
+        log.info("ray: dashboard at %s", dashboard_url(ctx.dashboard_url))
+
+
+def dashboard_url(url: str) -> str:
+    """Ray reports "host:port"; the log line is an address a browser opens."""
+    return url if "://" in url else f"http://{url}"
 
 
 def quiet_progress() -> None:

@@ -1,15 +1,18 @@
 """Ray Tune sweeps of short in-process fine-tunes (probes and baseline comparisons).
 
 One trial per entry of `trials` (grid search over the list). Tune writes its own results
-(`<storage>/<name>/<trial>/result.json`, `progress.csv`) next to the stage's artifacts. A
-re-run of an interrupted stage restores the experiment and runs only unfinished or errored
-trials. Failed trials are retried `max_failures` times, then reported, never dropped.
+(`<storage>/<name>/<trial>/result.json`, `progress.csv`) next to the stage's artifacts (in
+the bucket when run_dir is `s3://…`). A re-run of an interrupted stage restores the
+experiment and runs only unfinished or errored trials. Failed trials are retried
+`max_failures` times, then reported, never dropped.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+
+from instructmix.storage import ray_storage
 
 log = logging.getLogger("instructmix")
 
@@ -48,17 +51,19 @@ def run_trials(name: str, trials: list, trainable, storage: Path, cpus_per_trial
 
     trials = [t.to_dict() for t in trials]
     fn = tune.with_resources(trainable, {"cpu": cpus_per_trial})
-    path = storage / name
+    root, fs = ray_storage(storage)  # a remote run's folder: straight to the bucket
+    path = f"{root}/{name}"
     if max_concurrent is None:
         max_concurrent = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_trial))
-    if tune.Tuner.can_restore(str(path)):
+    if tune.Tuner.can_restore(path, storage_filesystem=fs):
         log.info("%s: restoring the Tune experiment in %s", name, path)
-        tuner = tune.Tuner.restore(str(path), trainable=fn, resume_errored=True)
+        tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True,
+                                   storage_filesystem=fs)
     else:
         tuner = tune.Tuner(
             fn, param_space={"trial": tune.grid_search(trials)},
             tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
-            run_config=tune.RunConfig(name=name, storage_path=str(storage.resolve()),
+            run_config=tune.RunConfig(name=name, storage_path=root, storage_filesystem=fs,
                                       failure_config=tune.FailureConfig(
                                           max_failures=max_failures),
                                       callbacks=[_progress_callback(name, len(trials))],

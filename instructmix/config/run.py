@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from instructmix import storage
 from instructmix.config.lm_eval_section import lm_eval_problems
 from instructmix.config.sections import (
     PICKED,
@@ -42,7 +43,8 @@ class RunConfig(Section):
                               serialize_by_alias=True)
 
     run_dir: str = Field("runs/demo", validate_default=True,
-                         description="Where every stage writes its artifacts.")
+                         description="Where every stage writes its artifacts: a folder, or "
+                         "s3://BUCKET/KEY (S3 settings from the AWS_* environment).")
     seed: int = 0
     ray: RayConfig = Field(default_factory=RayConfig)
     pool: PoolConfig = Field(default_factory=PoolConfig)
@@ -83,7 +85,12 @@ class RunConfig(Section):
     @field_validator("run_dir")
     @classmethod
     def _absolute(cls, v: str) -> str:
-        """Workers run in other directories: a relative run_dir is made absolute here."""
+        """Workers run in other directories: a relative run_dir is made absolute here; an
+        object-storage URI (`s3://BUCKET/KEY`) is kept, without a trailing slash."""
+        if storage.is_remote(v):
+            return storage.normalize(v)
+        if "://" in v:
+            raise ValueError("a local folder or s3://BUCKET/KEY (no other scheme)")
         return str(Path(v).expanduser().resolve())
 
     @model_validator(mode="after")

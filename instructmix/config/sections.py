@@ -14,19 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from instructmix.config.lm_eval_section import LmEvalConfig
 from instructmix.config.lora import LoraConfig
+from instructmix.config.ray_section import RayConfig  # noqa: F401 - re-exported
 from instructmix.config.sources import EvalSourceConfig, SourceConfig
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class RayConfig(Section):
-    address: str | None = Field(
-        None, description="Ray address to join; None starts a local instance (or uses RAY_ADDRESS)."
-    )
-    num_cpus: int | None = Field(None, ge=1, description="CPUs of a local instance (None: all).")
-    dashboard: bool = Field(False, description="Start the dashboard with a local instance.")
 
 
 class TestbedConfig(Section):
@@ -84,10 +77,6 @@ class PoolConfig(Section):
                           "package) or an HF model path.")
     tokenizer: str | None = Field(None, description="HF tokenizer path for token counts "
                                   "(None: the embedder's).")
-    chunk_bytes: int = Field(32 << 20, ge=1024, description="Bytes of a JSON-lines file per "
-                             "read task (memory per task does not grow with the file).")
-    block_rows: int = Field(4096, ge=1, description="Rows per block a read task yields.")
-    kmeans_sample: int = Field(20000, ge=1, description="Rows (a hash sample) k-means fits on.")
     embed_batch_size: int = Field(64, ge=1)
     embed_actors: int | None = Field(None, ge=1, description="Embedding actors (None: one "
                                      "per CPU of the cluster).")
@@ -95,6 +84,10 @@ class PoolConfig(Section):
     num_clusters: int = Field(8, ge=1, description="k for k-means categories of rows that "
                               "have none.")
     max_chars: int = Field(20000, ge=1, description="Longer rows are rejected.")
+    chunk_bytes: int = Field(32 << 20, ge=1024, description="Bytes of a JSON-lines file per "
+                             "read task (memory per task does not grow with the file).")
+    block_rows: int = Field(4096, ge=1, description="Rows per block a read task yields.")
+    kmeans_sample: int = Field(20000, ge=1, description="Rows (a hash sample) k-means fits on.")
     decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
 
 

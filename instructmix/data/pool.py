@@ -75,7 +75,7 @@ def _sample(batch: dict, rate: float) -> dict:
     """Rows of no category whose id hashes below `rate`: the same sample in every run."""
     keep = np.array([c == "" and zlib.crc32(str(i).encode()) < rate * 2**32
                      for c, i in zip(batch["category"], batch["id"], strict=True)], dtype=bool)
-    return {"embedding": batch["embedding"][keep]}
+    return {"id": batch["id"][keep], "embedding": batch["embedding"][keep]}
 
 
 def _assign_categories(ds, k: int, seed: int, n_uncategorised: int, sample: int):
@@ -85,7 +85,8 @@ def _assign_categories(ds, k: int, seed: int, n_uncategorised: int, sample: int)
 
     rate = min(1.0, sample / n_uncategorised)
     picked = ds.map_batches(_sample, fn_kwargs={"rate": rate}, batch_format="numpy")
-    emb = np.stack([r["embedding"] for r in picked.take_all()])
+    rows = sorted(picked.take_all(), key=lambda r: r["id"])  # same fit in every run
+    emb = np.stack([r["embedding"] for r in rows])
     km = KMeans(n_clusters=min(k, len(emb)), n_init=4, random_state=seed).fit(emb)
     centers = km.cluster_centers_.astype(np.float32)
 

@@ -1,6 +1,7 @@
 """Train stage: Ray Train `TorchTrainer` over the selection, DeepSpeed ZeRO from config.
 
-Checkpoints go to `TRAIN.ray_results` (run name `sft`); re-running the stage with the same
+Checkpoints go to `TRAIN.ray_results` (run name `sft`; in the bucket when run_dir is
+`s3://…`, instructmix.storage.ray_storage); re-running the stage with the same
 run name and storage path makes Ray Train resume from the latest checkpoint
 (`ray.train.get_checkpoint` inside the loop). The final HF export is copied to
 `TRAIN.model`, the loss/throughput history to `TRAIN.history`.
@@ -21,6 +22,7 @@ import pyarrow.parquet as pq
 from instructmix.config import RunConfig
 from instructmix.layout import TRAIN, RunLayout
 from instructmix.runtime import fail_at_step, worker_env
+from instructmix.storage import ray_storage
 from instructmix.training.loop import FINAL, HISTORY, LoopSpec, train_loop
 
 log = logging.getLogger("instructmix")
@@ -47,13 +49,15 @@ def trainer_for(cfg: RunConfig, model: str, train_file: Path, storage: Path, nam
         rows, datasets = len(picker), {}
     spec = LoopSpec(model, tc, cfg.seed, rows, fail_at_step(), picker)
     env = worker_env(DS_ACCELERATOR="cuda" if tc.use_gpu else "cpu")
+    storage_path, storage_fs = ray_storage(storage)  # a remote run's: straight to the bucket
     return TorchTrainer(
         train_loop,
         train_loop_config={"spec": spec},
         torch_config=TorchConfig(backend="nccl" if tc.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
                                      resources_per_worker={"CPU": tc.cpus_per_worker}),
-        run_config=RunConfig(name=name, storage_path=str(storage.resolve()),
+        run_config=RunConfig(name=name, storage_path=storage_path,
+                             storage_filesystem=storage_fs,
                              checkpoint_config=CheckpointConfig(num_to_keep=2),
                              failure_config=FailureConfig(max_failures=tc.max_failures),
                              worker_runtime_env={"env_vars": env}),

@@ -100,7 +100,7 @@ def test_head_start_commands(cluster):
     starts = _ray_starts(commands)
     assert len(starts) == 1
     start = starts[0]
-    for flag in ("--head", "--port=6379", "--dashboard-host=0.0.0.0",
+    for flag in ("--head", "--port=6379", "--dashboard-host=127.0.0.1",
                  "--autoscaling-config=~/ray_bootstrap_config.yaml"):
         assert flag in start.split(), flag
 

@@ -1,4 +1,6 @@
-"""`ray job submit --working-dir . -- instructmix run CONFIG` against `ray start --head`."""
+"""`ray job submit --working-dir . -- instructmix run CONFIG` against `ray start --head` of its
+own, with token authentication: a submission without the token, or with a wrong one, is
+refused."""
 
 import contextlib
 import json
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster.watched_run import ray_token
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -56,7 +59,7 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 180) -> N
 
 def _stop(proc: subprocess.Popen) -> None:
     """Stop this head and only it: every process it started shares its process group."""
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -95,8 +98,33 @@ def head_node(tmp_path):
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def test_job_submit_runs_the_pipeline(head_node, tmp_path):
+def _refused(env, dashboard: str) -> dict[str, object]:
+    """What the job API answers to submissions without the right token: the REST API's
+    status without a token and with a wrong one; whether `ray job submit` with a wrong
+    token fails as forbidden."""
+    import httpx
+
+    body = {"entrypoint": "echo refused-submission"}
+    url = f"{dashboard}/api/jobs/"
+    cli = _ray(dict(env, RAY_ADDRESS=dashboard, RAY_AUTH_TOKEN="not-the-token"), "job",
+               "submit", "--", "echo", "refused-submission", timeout=120)
+    return {"none": httpx.post(url, json=body, timeout=30).status_code,
+            "wrong": httpx.post(url, json=body, timeout=30,
+                                headers={"Authorization": "Bearer not-the-token"}).status_code,
+            "cli": cli.returncode != 0 and "Forbidden" in cli.stdout + cli.stderr}
+
+
+def _submitted(dashboard: str) -> list[str]:
+    import httpx
+
+    jobs = httpx.get(f"{dashboard}/api/jobs/", timeout=30,
+                     headers={"Authorization": f"Bearer {ray_token()}"}).json()
+    return [job["entrypoint"] for job in jobs if job["type"] == "SUBMISSION"]
+
+
+def test_job_submit_needs_the_token_and_runs_the_pipeline(head_node, tmp_path):
     env, dashboard = head_node
+    assert _refused(env, dashboard) == {"none": 401, "wrong": 403, "cli": True}
     run_dir = tmp_path / "job_run"
     cfg = tmp_path / "job.yaml"
     cfg.write_text(
@@ -117,4 +145,5 @@ def test_job_submit_runs_the_pipeline(head_node, tmp_path):
     assert "succeeded" in (proc.stdout + proc.stderr).lower()
     report = json.loads((run_dir / "report" / "report.json").read_text())
     assert report["eval"]["results"]["per_category"]
+    assert _submitted(dashboard) == [f"instructmix run {cfg}"]  # the refused ones left none
     shutil.rmtree(run_dir)
