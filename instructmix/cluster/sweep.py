@@ -5,10 +5,19 @@ One trial per entry of `trials` (grid search over the list). Tune writes its own
 the bucket when run_dir is `s3://…`). A re-run of an interrupted stage restores the
 experiment and runs only unfinished or errored trials. Failed trials are retried
 `max_failures` times, then reported, never dropped.
+
+Tune saves its experiment state at most every 10 s, so a driver killed soon after a trial
+finished would restore that trial as unfinished and train it again. The driver therefore
+records each finished trial's metrics as it finishes (`<name>-finished/`, `FinishedTrials`);
+a trial with a record reports it instead of training again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -17,8 +26,69 @@ from instructmix.storage import ray_storage
 log = logging.getLogger("instructmix")
 
 
-def _progress_callback(name: str, total: int):
-    """One log line per finished or failed trial (Tune's own reporter is off)."""
+class FinishedTrials:
+    """The metrics of every finished trial of a sweep, one JSON file each in `folder` (of
+    the pyarrow file system `fs`; None: local), written by the driver."""
+
+    def __init__(self, fs, folder: str):
+        import pyarrow.fs as pafs
+
+        self.fs, self.folder = fs or pafs.LocalFileSystem(), folder
+
+    def _file(self, trial: str) -> str:  # any trial name is a safe file name this way
+        return f"{self.folder}/{hashlib.sha1(trial.encode()).hexdigest()[:16]}.json"
+
+    def record(self, trial: str, result: dict) -> bool:
+        """Keep a finished trial's metrics; False when it was recorded before."""
+        import pyarrow.fs as pafs
+        from ray.tune.result import AUTO_RESULT_KEYS
+
+        if self.fs.get_file_info(self._file(trial)).type != pafs.FileType.NotFound:
+            return False
+        skip = {*AUTO_RESULT_KEYS, "trial_id", "experiment_tag", "done"}
+        metrics = {k: v for k, v in result.items() if k not in skip}
+        self.fs.create_dir(self.folder, recursive=True)
+        with self.fs.open_output_stream(self._file(trial)) as f:
+            f.write(json.dumps({"trial": trial, "metrics": metrics}, default=_plain).encode())
+        return True
+
+    def load(self) -> dict[str, dict]:
+        """{trial name: metrics}; a record cut short by a kill is not one."""
+        import pyarrow.fs as pafs
+
+        out = {}
+        for info in self.fs.get_file_info(pafs.FileSelector(self.folder,
+                                                            allow_not_found=True)):
+            with contextlib.suppress(ValueError, KeyError), \
+                    self.fs.open_input_stream(info.path) as f:
+                record = json.loads(f.read())
+                out[record["trial"]] = record["metrics"]
+        return out
+
+    def replaying(self, trainable):
+        """`trainable`, except that a trial recorded as finished reports its record."""
+        recorded = self.load()
+
+        @functools.wraps(trainable)
+        def run(config):
+            metrics = recorded.get(_trial_name(config))
+            if metrics is None:
+                return trainable(config)
+            from ray import tune
+
+            tune.report(metrics)
+
+        return run
+
+
+def _plain(value):
+    """JSON for numpy scalars (Tune's results may hold them)."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _progress_callback(name: str, total: int, finished: FinishedTrials):
+    """One log line per finished or failed trial (Tune's own reporter is off); records
+    every finished trial in `finished`."""
     from ray.tune import Callback
 
     class Progress(Callback):
@@ -27,11 +97,19 @@ def _progress_callback(name: str, total: int):
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.finished += 1
-            log.info("%s: trial %s done (%d/%d)", name, _trial_name(trial.config),
+            trial_name = _trial_name(trial.config)
+            new = finished.record(trial_name, trial.last_result or {})
+            log.info("%s: trial %s %s (%d/%d)", name, trial_name,
+                     "done" if new else "kept: it finished before an interruption",
                      self.finished, total)
 
+        def on_trial_recover(self, iteration, trials, trial, **info):
+            # a failed attempt that Tune retries (on_trial_error: the retries are spent)
+            log.warning("%s: trial %s failed (Tune retries it: failure %d)", name,
+                        _trial_name(trial.config), trial.num_failures)
+
         def on_trial_error(self, iteration, trials, trial, **info):
-            log.warning("%s: trial %s failed (Tune retries it up to its max_failures)", name,
+            log.warning("%s: trial %s failed, no retries left", name,
                         _trial_name(trial.config))
 
     return Progress()
@@ -50,9 +128,10 @@ def run_trials(name: str, trials: list, trainable, storage: Path, cpus_per_trial
     from ray import tune
 
     trials = [t.to_dict() for t in trials]
-    fn = tune.with_resources(trainable, {"cpu": cpus_per_trial})
     root, fs = ray_storage(storage)  # a remote run's folder: straight to the bucket
     path = f"{root}/{name}"
+    finished = FinishedTrials(fs, f"{path}-finished")
+    fn = tune.with_resources(finished.replaying(trainable), {"cpu": cpus_per_trial})
     if max_concurrent is None:
         max_concurrent = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_trial))
     if tune.Tuner.can_restore(path, storage_filesystem=fs):
@@ -66,7 +145,8 @@ def run_trials(name: str, trials: list, trainable, storage: Path, cpus_per_trial
             run_config=tune.RunConfig(name=name, storage_path=root, storage_filesystem=fs,
                                       failure_config=tune.FailureConfig(
                                           max_failures=max_failures),
-                                      callbacks=[_progress_callback(name, len(trials))],
+                                      callbacks=[_progress_callback(name, len(trials),
+                                                                    finished)],
                                       verbose=0))
     log.info("%s: %d trials, %d at a time", name, len(trials), max_concurrent)
     grid = tuner.fit()

@@ -32,7 +32,6 @@ def trainer_for(cfg: RunConfig, model: str, train_file: Path, storage: Path, nam
                 picker=None, max_steps: int | None = None):
     """A TorchTrainer over one ordered Parquet file of chat rows, or (with a `picker`) over
     the batches the picker chooses for `max_steps` steps."""
-    import ray.data
     from ray.data import ExecutionOptions
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -40,11 +39,7 @@ def trainer_for(cfg: RunConfig, model: str, train_file: Path, storage: Path, nam
     tc = cfg.train if max_steps is None else cfg.train.model_copy(update={
         "max_steps": max_steps, "epochs": max(cfg.train.epochs, max_steps)})
     if picker is None:
-        rows = pq.read_metadata(train_file).num_rows
-        # Materialised here, so the workers' iteration needs no read tasks: with every CPU
-        # given to a training worker, a lazy read would wait for a CPU forever.
-        datasets = {"train": ray.data.read_parquet(str(train_file),
-                                                   columns=["id", "messages"]).materialize()}
+        rows, datasets = pq.read_metadata(train_file).num_rows, {"train": _put_rows(train_file)}
     else:
         rows, datasets = len(picker), {}
     spec = LoopSpec(model, tc, cfg.seed, rows, fail_at_step(), picker)
@@ -65,6 +60,22 @@ def trainer_for(cfg: RunConfig, model: str, train_file: Path, storage: Path, nam
         dataset_config=DataConfig(datasets_to_split=[],
                                   execution_options=ExecutionOptions(preserve_order=True)),
     )
+
+
+def _put_rows(train_file: Path, block_rows: int = 4096):
+    """The ordered training rows as a dataset of blocks the driver puts in the object store,
+    one block of `block_rows` at a time (driver memory: one block). No read tasks: with
+    every CPU given to a training worker a lazy read would wait forever, and on a busy
+    cluster starting read tasks took longer than the whole read."""
+    import pyarrow as pa
+    import ray
+    import ray.data
+
+    batches = pq.ParquetFile(train_file).iter_batches(batch_size=block_rows,
+                                                      columns=["id", "messages"])
+    refs = [ray.put(pa.Table.from_batches([b])) for b in batches]
+    return ray.data.from_arrow_refs(refs or [ray.put(pq.read_table(
+        train_file, columns=["id", "messages"]))])
 
 
 def fit_and_release(trainer):

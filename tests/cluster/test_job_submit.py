@@ -2,12 +2,9 @@
 own, with token authentication: a submission without the token, or with a wrong one, is
 refused."""
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,15 +15,10 @@ import pytest
 
 from tests.cluster.watched_run import ray_token
 from tests.conftest import REPO
+from tests.processes import free_port, listening, stop_group, wait_for
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ray(env, *args, timeout=600):
@@ -45,29 +37,6 @@ def _wait_until_up(env, gcs: int, proc: subprocess.Popen, timeout: float = 180) 
     raise TimeoutError("the Ray head did not come up")
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 180) -> None:
-    """The dashboard serves the job API; it can start well after the GCS answers."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ray start --head exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 2):
-            return
-        time.sleep(2)
-    raise TimeoutError(f"the Ray dashboard did not listen on port {port}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop this head and only it: every process it started shares its process group."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(wait)
-            if sig == signal.SIGKILL:
-                return
-
-
 @pytest.fixture
 def head_node(tmp_path):
     """A Ray head of its own (`ray start --head --block` in a new process group), stopped by
@@ -76,7 +45,7 @@ def head_node(tmp_path):
         pytest.skip("the ray CLI is not installed next to this Python")
     # every port of its own: the session's local Ray instance (other tests) holds the
     # default agent ports, and a head whose agent cannot bind accepts no job
-    gcs, dash, *agent = (_free_port() for _ in range(7))
+    gcs, dash, *agent = (free_port() for _ in range(7))
     temp = tempfile.mkdtemp(prefix="imray", dir="/tmp")  # unix socket paths must stay short
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", RAY_AUTH_MODE="token",
                HF_HUB_OFFLINE="1")
@@ -91,10 +60,10 @@ def head_node(tmp_path):
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         _wait_until_up(env, gcs, proc)
-        _wait_for_port(dash, proc)
+        wait_for(lambda: listening(dash), 180, f"the dashboard on port {dash}", proc, every=2)
         yield env, f"http://127.0.0.1:{dash}"
     finally:
-        _stop(proc)
+        stop_group(proc, wait=10)
         shutil.rmtree(temp, ignore_errors=True)
 
 

@@ -14,7 +14,6 @@ import functools
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.processes import stop_group
 
 SENTINEL = f"sk-sentinel-{uuid.uuid4().hex}"
 ENDPOINTS = ("/api/jobs/", "/api/v0/actors?limit=10000", "/api/v0/tasks?limit=10000")
@@ -175,16 +176,6 @@ def _watch(run: WatchedRun, proc: subprocess.Popen, err: list[str]) -> None:
             time.sleep(1)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """After a timeout: the driver and what it started (its own process group) only."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(20)
-            return
-
-
 @functools.cache
 def watched_run() -> WatchedRun:
     root = Path(tempfile.mkdtemp(prefix="imw", dir="/tmp"))  # socket paths must stay short
@@ -209,7 +200,7 @@ def watched_run() -> WatchedRun:
         _watch(run, proc, err)
     finally:
         if proc.poll() is None:
-            _stop(proc)
+            stop_group(proc, wait=20)
         for reader in readers:
             reader.join(30)
         server.shutdown()

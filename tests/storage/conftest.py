@@ -5,25 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.processes import free_port, listening, wait_for
+
 SECRET = "instructmix-sentinel-secret-7f3a"  # must never reach an artifact or a log
 S3_ENV_CLEARED = ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -36,18 +28,11 @@ def moto_server(folder: Path, **env: str):
                                  "-p", str(port)], stdout=out, stderr=subprocess.STDOUT,
                                 env={**os.environ, **env})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            break
-        except urllib.error.HTTPError:  # it answers (refusing an unsigned request)
-            break
-        except OSError:
-            if proc.poll() is not None or time.time() > deadline:
-                proc.kill()
-                pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
+    try:
+        wait_for(lambda: listening(port), 60, "moto server listening", proc)
+    except (AssertionError, TimeoutError):
+        proc.kill()
+        pytest.fail(f"moto server did not start: {log.read_text()[-2000:]}")
     try:
         yield url
     finally:

@@ -11,7 +11,8 @@ from instructmix import runtime, storage
 from instructmix.cli import main
 from instructmix.layout import POOL, TRAIN, RunLayout
 from tests.conftest import tiny_config
-from tests.storage.conftest import SECRET, bucket_files, free_port, moto_server
+from tests.processes import free_port
+from tests.storage.conftest import SECRET, bucket_files, moto_server
 
 
 def test_local_paths_are_absolute_local_files(tmp_path, monkeypatch):

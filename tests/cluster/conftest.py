@@ -1,0 +1,78 @@
+"""Fixtures of the multi-node and kill tests: one simulated cluster for the package, and
+the pool and model stages run on it once (tests copy that run folder and go on)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.sim_cluster import NODES, Driver, SimCluster
+from tests.conftest import tiny_config
+
+CATS = ["reverse", "upper", "rev_upper"]
+# One Train worker or probe trial per node (2 logical CPUs each). Train: 144 rows / (8 x 2
+# workers) = 9 steps per epoch, 120 steps, checkpoints at steps 60 (inside epoch 6) and 120
+# (the final one): steps take ~0.05-0.1 s and Ray Train registers a checkpoint up to ~2 s
+# after it is written, so a fault timed on the registered step-60 checkpoint lands before
+# step 120.
+SECTIONS = {
+    "pool": {"testbed": {"items_per_category": 60, "eval_per_category": 4,
+                         "categories": CATS}, "embed_actors": 3},  # one per node
+    "probes": {"design": "intervention", "seeds": 1, "base_per_category": 10,
+               "add_per_category": 10, "epochs": 1, "micro_batch_size": 4,
+               "valid_per_category": 6, "dependencies": "asymmetry", "cpus_per_trial": 2,
+               "max_failures": 2},
+    "select": {"strategy": "iid", "budget": 144},
+    "train": {"num_workers": 2, "cpus_per_worker": 2, "epochs": 14, "max_steps": 120,
+              "checkpoint_every": 60, "log_every": 1, "warmup_steps": 2, "max_failures": 2},
+}
+
+
+def write_config(path: Path, run_dir: Path, **changes) -> Path:
+    """A tiny run config (tests.conftest.tiny_config with SECTIONS and `changes`) as YAML."""
+    sections = {k: dict(v, **changes.pop(k, {})) for k, v in SECTIONS.items()}
+    cfg = tiny_config(run_dir, **sections, **changes)
+    path.write_text(json.dumps(cfg.model_dump(mode="json", by_alias=True)))  # JSON is YAML
+    return path
+
+
+def copy_run(base: Path, dst: Path) -> Path:
+    shutil.copytree(base, dst)
+    return dst
+
+
+@pytest.fixture(scope="package")
+def sim_cluster(tmp_path_factory):
+    cluster = SimCluster(tmp_path_factory.mktemp("sim_cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def full_cluster(sim_cluster):
+    """The simulated cluster with every node up (a test may have removed one)."""
+    for name in NODES:
+        if name not in sim_cluster.nodes:
+            sim_cluster.add(name)
+    return sim_cluster
+
+
+@pytest.fixture(scope="package")
+def base_run(sim_cluster, tmp_path_factory):
+    """(run folder with the pool and model stages done on the cluster, the nodes the pool
+    stage's tasks and actors ran on)."""
+    tmp = tmp_path_factory.mktemp("base")
+    run = tmp / "run"
+    with Driver(write_config(tmp / "base.yaml", run), sim_cluster.address, tmp / "driver.log",
+                "model") as driver:
+        driver.finish()
+    # the first job on the cluster: the pool stage's Ray Data tasks and embedding actors
+    embedders = sim_cluster.actors("MapWorker(MapBatches(EmbedBatch))", state=None)
+    tasks = sim_cluster.tasks(type="NORMAL_TASK", job_id=embedders[0].job_id)
+    return run, {"tasks": sim_cluster.names(t.node_id for t in tasks),
+                 "embedders": sim_cluster.names(a.node_id for a in embedders)}
