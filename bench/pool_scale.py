@@ -9,11 +9,13 @@ docs/SCALE.md). The pool is a synthetic Alpaca set in 3 files (50 / 30 / 20 % of
 with blank lines, malformed rows and duplicate ids.
 
 Driver memory: peak RSS of the driver process minus its RSS once Ray is up (`growth`);
-worker memory: the largest RSS any Ray worker reached (sampled every 0.2 s). The ratio
+worker memory: the largest RSS any Ray worker reached (sampled every 0.2 s), and the largest
+private part of it (RSS minus shared pages: the object-store pages a worker maps are shared
+memory, counted once in the object store, not per worker). The ratio
 printed is the driver's growth at the largest size over that at the smallest; sizes run in
 increasing, then decreasing order when --repeats is 2 or more.
 
-    python bench/pool_scale.py [--rows 10000 100000 1000000] [--repeats 2]
+    python bench/pool_scale.py [--rows 10000 100000 1000000] [--repeats 2] [--chunk-mb 32]
 """
 
 from __future__ import annotations
@@ -63,19 +65,15 @@ def make_pool(folder: Path, rows: int) -> list[Path]:
 
 
 class WorkerPeak:
-    """Largest RSS of each kind of Ray worker (its process title, `ray::TaskName`) while
-    running. RSS counts the object-store pages a worker maps, so a task that reads a
-    large block shows it."""
+    """Largest RSS, and largest private memory (RSS minus shared pages), of each kind of Ray
+    worker (its process title, `ray::TaskName`) while running."""
 
     def __init__(self):
         import psutil
 
-        self.me, self.peaks, self.stop = psutil.Process(), {}, threading.Event()
+        self.me, self.stop = psutil.Process(), threading.Event()
+        self.peaks, self.private = {}, {}
         threading.Thread(target=self._poll, daemon=True).start()
-
-    @property
-    def peak(self) -> int:
-        return max(self.peaks.values(), default=0)
 
     def _poll(self):
         import psutil
@@ -86,13 +84,21 @@ class WorkerPeak:
                     title = " ".join(p.cmdline())
                     if title.startswith("ray::") and "IDLE" not in title:
                         name = title.split()[0][5:60]
-                        self.peaks[name] = max(self.peaks.get(name, 0), p.memory_info().rss)
+                        mem = p.memory_info()
+                        self.peaks[name] = max(self.peaks.get(name, 0), mem.rss)
+                        self.private[name] = max(self.private.get(name, 0),
+                                                 mem.rss - mem.shared)
                 except psutil.Error:
                     pass
             time.sleep(0.2)
 
 
-def child(rows: int, folder: Path) -> dict:
+def _largest(peaks: dict) -> dict:
+    """{task: MB} of the 3 largest."""
+    return {k: round(v / 2**20) for k, v in sorted(peaks.items(), key=lambda kv: -kv[1])[:3]}
+
+
+def child(rows: int, folder: Path, chunk_bytes: int) -> dict:
     """One measurement, in this (fresh) process."""
     from instructmix.runtime import prepare
 
@@ -112,7 +118,7 @@ def child(rows: int, folder: Path) -> dict:
     watch = WorkerPeak()
     t0 = time.perf_counter()
     items = source_items([SourceConfig(path=str(folder))], 0)  # the 3 pool files only
-    ing = ingest(items, max_chars=20000, chunk_bytes=32 << 20, block_rows=4096)
+    ing = ingest(items, max_chars=20000, chunk_bytes=chunk_bytes, block_rows=4096)
     n_rejected = 0
     with open(folder.parent / f"rejected-{rows}.jsonl", "w") as out:
         for r in rejected_records(ing):
@@ -131,26 +137,29 @@ def child(rows: int, folder: Path) -> dict:
             "rows_per_s": round(ing.read / seconds), "driver_base_mb": round(base / 2**20),
             "driver_peak_mb": round(peak / 2**20),
             "driver_growth_mb": round((peak - base) / 2**20),
-            "worker_peak_mb": round(watch.peak / 2**20),
-            "worker_peak_mb_by_task": {k: round(v / 2**20) for k, v in sorted(
-                watch.peaks.items(), key=lambda kv: -kv[1])[:4]}}
+            "chunk_mb": chunk_bytes >> 20,
+            "worker_rss_mb": _largest(watch.peaks),
+            "worker_private_mb": _largest(watch.private)}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--chunk-mb", type=int, default=32, help="pool.chunk_bytes, in MiB")
     ap.add_argument("--data", default="/tmp/instructmix-pool-scale")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, Path(args.data) / str(args.child))))
+        print(json.dumps(child(args.child, Path(args.data) / str(args.child),
+                               args.chunk_mb << 20)))
         return
     results = []
     for rep in range(args.repeats):
         for rows in (args.rows if rep % 2 == 0 else args.rows[::-1]):
             out = subprocess.run([sys.executable, __file__, "--child", str(rows), "--data",
-                                  args.data], capture_output=True, text=True,
+                                  args.data, "--chunk-mb", str(args.chunk_mb)],
+                                 capture_output=True, text=True,
                                  env=dict(os.environ, RAY_DEDUP_LOGS="0"))
             if out.returncode:
                 sys.exit(f"rows={rows} failed:\n{out.stderr[-3000:]}")
