@@ -241,9 +241,8 @@ def ingest_records(records: list[dict], max_chars: int, marker: dict | None = No
 
         ds = ds.map_batches(decontam.mark_batch, fn_kwargs=marker, batch_format="numpy",
                             batch_size=1024)
-    files = sorted({r["file"] for r in records})
-    items = [{"path": f, "every": 1, "offset": 0, "limit": 0} for f in files]
-    lines = {f: sum(r["file"] == f for r in records) for f in files}
+    lines = Counter(r["file"] for r in records)
+    items = [{"path": f, "every": 1, "offset": 0, "limit": 0} for f in sorted(lines)]
     return dedupe_and_tally(ds, items, lines, len(records))
 
 

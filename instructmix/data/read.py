@@ -55,12 +55,12 @@ def _open(uri: str):
     return fs.open_input_file(inner)
 
 
-def _kind(uri: str) -> str:
+def _kind(fs, inner: str) -> str:
     """'parquet', 'array' (a .json file that starts with '['), else 'lines' (JSON lines)."""
-    if uri.endswith(".parquet"):
+    if inner.endswith(".parquet"):
         return "parquet"
-    if uri.endswith(".json"):
-        with _open(uri) as f:
+    if inner.endswith(".json"):
+        with fs.open_input_file(inner) as f:
             if f.read(4096).lstrip().startswith(b"["):
                 return "array"
     return "lines"
@@ -70,9 +70,8 @@ def plan_reads(items: list[dict], chunk_bytes: int) -> list[dict]:
     """One read task per byte range of a JSON-lines file, one per other file."""
     tasks = []
     for item in items:
-        kind = _kind(item["path"])
         fs, inner = storage.filesystem(item["path"])
-        size = fs.get_file_info(inner).size
+        kind, size = _kind(fs, inner), fs.get_file_info(inner).size
         spans = chunks.byte_ranges(size, chunk_bytes) if kind == "lines" else [(0, size)]
         for start, end in spans:
             tasks.append(dict(item, kind=kind, start=start, end=end, first=0))

@@ -15,6 +15,7 @@ The ids of every batch are then always logged.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -52,6 +53,8 @@ class RayTrainContext:
 
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        # Ray Data logs each epoch's pass over the shard ("execution finished") per worker
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
 
     def latest_checkpoint(self):
         import ray.train
