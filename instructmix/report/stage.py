@@ -102,7 +102,7 @@ def run_report(cfg: RunConfig, layout: RunLayout) -> dict:
     generated_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     json_path = layout.write_json(REPORT.json, report_json(cfg, data, head, generated_at))
     html_path = layout.write_text(REPORT.html, render_page(
-        run_dir=str(layout.root), run_name=layout.root.name, generated_at=generated_at,
+        run_dir=layout.location, run_name=layout.root.name, generated_at=generated_at,
         strategy=strategy, headline=head["lines"], problems=data.problems,
         sections=sections))
     best = head["best"]

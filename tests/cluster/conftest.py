@@ -14,10 +14,11 @@ from tests.conftest import tiny_config
 
 CATS = ["reverse", "upper", "rev_upper"]
 # One Train worker or probe trial per node (2 logical CPUs each). Train: 144 rows / (8 x 2
-# workers) = 9 steps per epoch, 120 steps, checkpoints at steps 60 (inside epoch 6) and 120
-# (the final one): steps take ~0.05-0.1 s and Ray Train registers a checkpoint up to ~2 s
-# after it is written, so a fault timed on the registered step-60 checkpoint lands before
-# step 120.
+# workers) = PER_EPOCH steps per epoch, STEPS steps, a checkpoint every EVERY steps. Steps
+# take ~0.05 s and Ray Train registers a checkpoint up to ~2 s after it is written, so a
+# fault is timed on a registered checkpoint and the test reads which one the run resumed
+# from; STEPS leaves 2 intervals after the first checkpoint for the fault to land in.
+PER_EPOCH, EVERY, STEPS = 9, 60, 180
 SECTIONS = {
     "pool": {"testbed": {"items_per_category": 60, "eval_per_category": 4,
                          "categories": CATS}, "embed_actors": 3},  # one per node
@@ -26,8 +27,8 @@ SECTIONS = {
                "valid_per_category": 6, "dependencies": "asymmetry", "cpus_per_trial": 2,
                "max_failures": 2},
     "select": {"strategy": "iid", "budget": 144},
-    "train": {"num_workers": 2, "cpus_per_worker": 2, "epochs": 14, "max_steps": 120,
-              "checkpoint_every": 60, "log_every": 1, "warmup_steps": 2, "max_failures": 2},
+    "train": {"num_workers": 2, "cpus_per_worker": 2, "epochs": 20, "max_steps": STEPS,
+              "checkpoint_every": EVERY, "log_every": 1, "warmup_steps": 2, "max_failures": 2},
 }
 
 

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from tests.cluster.conftest import copy_run, write_config
+from tests.cluster.conftest import EVERY, PER_EPOCH, STEPS, copy_run, write_config
 from tests.cluster.sim_cluster import Driver, checkpoint_step
 from tests.processes import wait_for
 
@@ -17,11 +17,6 @@ pytestmark = pytest.mark.slow
 
 def _summary(run, stage: str) -> dict:
     return json.loads((run / stage / "_DONE.json").read_text())["summary"]
-
-
-def _checkpoint_dirs(run) -> int:
-    return len([p for p in (run / "train" / "ray_results" / "sft").glob("checkpoint_*")
-                if p.is_dir()])
 
 
 def _train_workers(cluster) -> list | None:
@@ -45,25 +40,27 @@ def test_sigkill_of_a_train_worker_resumes_from_the_last_checkpoint(full_cluster
         workers = d.wait_for(lambda: _train_workers(cluster), "two Ray Train workers")
         pids = {w.pid for w in workers}
 
-        def past_checkpoint() -> bool:  # registered at step 60, epoch 7 begun (step 64)
+        def past_checkpoint_and_epoch() -> bool:  # a step of the epoch after a checkpoint
+            registered = checkpoint_step(run)
+            next_epoch = -(-registered // PER_EPOCH) * PER_EPOCH
             logged = _losses_logged(d.log_path.read_text(), pids)
-            return checkpoint_step(run) >= 60 and max(logged, default=0) > 63
+            return registered >= EVERY and max(logged, default=0) > next_epoch
 
-        # after the step-60 checkpoint (inside epoch 6) and the next epoch boundary (step
-        # 63), before the next checkpoint at 120
-        d.wait_for(past_checkpoint, "a step after the step-60 checkpoint")
+        d.wait_for(past_checkpoint_and_epoch, "a step after a checkpoint and an epoch boundary")
         os.kill(workers[-1].pid, signal.SIGKILL)
-        assert checkpoint_step(run) == 60 and _checkpoint_dirs(run) == 1  # not at step 120
+        registered = checkpoint_step(run)
         log = d.finish()
     assert len(cluster.names(w.node_id for w in workers)) == 2  # one worker per node
-    assert _summary(run, "train")["resumed_from"] == [60]
-    # the killed attempt trained past the checkpoint, by less than one interval
+    (resumed,) = _summary(run, "train")["resumed_from"]
+    assert resumed % EVERY == 0 and registered <= resumed < STEPS
+    # the killed attempt trained past that checkpoint and an epoch boundary, by less than
+    # one interval: nothing was trained twice beyond one checkpoint interval
     before = _losses_logged(log, pids)
-    assert 63 < max(before) < 120, before
+    assert -(-resumed // PER_EPOCH) * PER_EPOCH < max(before) < resumed + EVERY, before
     history = json.loads((run / "train" / "history.json").read_text())
-    steps = list(range(1, 121))
+    steps = list(range(1, STEPS + 1))
     assert [h["step"] for h in history] == steps  # every step once, in order
-    assert [h["epoch"] for h in history] == [(s - 1) // 9 for s in steps]
+    assert [h["epoch"] for h in history] == [(s - 1) // PER_EPOCH for s in steps]
     # the resumed run repeats the killed attempt's steps exactly: the same losses
     loss = {h["step"]: h["loss"] for h in history}
     assert all(round(loss[s], 4) == v for s, v in before.items()), (before, loss)
@@ -111,7 +108,7 @@ def test_sigkill_of_the_driver_between_and_inside_stages(full_cluster, base_run,
         d.wait_for(lambda: (run / "select" / "_DONE.json").exists(), "the select stage")
         d.kill()
     with driver() as d:  # inside the train stage, after a checkpoint
-        d.wait_for(lambda: checkpoint_step(run) >= 60, "a train checkpoint")
+        d.wait_for(lambda: checkpoint_step(run) >= EVERY, "a train checkpoint")
         d.kill()
     # no orphans: Ray ends the job of a dead driver, its Train workers with it
     wait_for(lambda: not cluster.actors("RayTrainWorker"), 60, "the workers to exit")

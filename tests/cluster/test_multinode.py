@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.cluster.conftest import copy_run, write_config
+from tests.cluster.conftest import EVERY, STEPS, copy_run, write_config
 from tests.cluster.sim_cluster import TRIAL_ACTOR, Driver, checkpoint_step
 
 pytestmark = pytest.mark.slow
@@ -27,7 +27,7 @@ def test_pipeline_spreads_over_nodes_and_survives_losing_them(full_cluster, base
         d.wait_for(lambda: (run / "probe" / "_DONE.json").exists(), "the probes", 400)
         cluster.add("node_b")  # a replacement joins
         # Train: after its first checkpoint, remove a worker node that runs a Train worker
-        d.wait_for(lambda: checkpoint_step(run) >= 60, "the step-60 checkpoint")
+        d.wait_for(lambda: checkpoint_step(run) >= EVERY, "the first checkpoint")
         workers = cluster.actors("RayTrainWorker")
         name = next(n for n in ("node_a", "node_b")
                     if cluster.nodes[n] in {w.node_id for w in workers})
@@ -46,11 +46,12 @@ def test_pipeline_spreads_over_nodes_and_survives_losing_them(full_cluster, base
     assert all(v is not None for row in gamma for v in row)
     # Train: two workers on two nodes, then resumed from its checkpoint without the lost node
     summary = json.loads((run / "train" / "_DONE.json").read_text())["summary"]
-    assert summary["resumed_from"] == [step] and summary["steps"] == 120
+    (resumed,) = summary["resumed_from"]  # the checkpoint registered when the node went
+    assert resumed % EVERY == 0 and step <= resumed < STEPS and summary["steps"] == STEPS
     first = {w.actor_id for w in workers}
     resumed = [a.node_id for a in cluster.actors("RayTrainWorker", state=None)
                if a.job_id == job and a.actor_id not in first]
     assert len({w.node_id for w in workers}) == 2 and len(set(resumed)) == 2
     assert victim not in resumed
     history = json.loads((run / "train" / "history.json").read_text())
-    assert [h["step"] for h in history] == list(range(1, 121))
+    assert [h["step"] for h in history] == list(range(1, STEPS + 1))

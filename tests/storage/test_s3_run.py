@@ -96,6 +96,7 @@ def test_run_on_s3_then_resume_without_the_mirror(s3_env, bucket, tmp_path):
     assert set(results["per_category"]) == set(CATEGORIES)
     assert "run/train/model/model.safetensors" in objects
     assert b"Token accuracy per category" in objects["run/report/report.html"]
+    assert f"instructmix report: {run}</h1>".encode() in objects["run/report/report.html"]
     assert json.loads(objects["run/report/report.json"])["eval"]["results"] == results
     # the secret went from the environment to the S3 client, nowhere else
     leaks = [k for k, v in objects.items() if SECRET.encode() in v]
