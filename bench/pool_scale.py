@@ -106,7 +106,7 @@ def child(rows: int, folder: Path, chunk_bytes: int) -> dict:
     import ray
 
     from instructmix.cluster import ensure_ray
-    from instructmix.config import SourceConfig
+    from instructmix.config import PoolConfig, SourceConfig
     from instructmix.data.ingest import ingest, merged_counts, rejected_records
     from instructmix.data.read import source_items
 
@@ -118,7 +118,8 @@ def child(rows: int, folder: Path, chunk_bytes: int) -> dict:
     watch = WorkerPeak()
     t0 = time.perf_counter()
     items = source_items([SourceConfig(path=str(folder))], 0)  # the 3 pool files only
-    ing = ingest(items, max_chars=20000, chunk_bytes=chunk_bytes, block_rows=4096)
+    ing = ingest(items, max_chars=20000, chunk_bytes=chunk_bytes, block_rows=4096,
+                 dedupe_rows=PoolConfig().dedupe_rows)
     n_rejected = 0
     with open(folder.parent / f"rejected-{rows}.jsonl", "w") as out:
         for r in rejected_records(ing):

@@ -87,6 +87,8 @@ class PoolConfig(Section):
     chunk_bytes: int = Field(32 << 20, ge=1024, description="Bytes of a JSON-lines file per "
                              "read task (memory per task does not grow with the file).")
     block_rows: int = Field(4096, ge=1, description="Rows per block a read task yields.")
+    dedupe_rows: int = Field(50_000, ge=1, description="Rows per duplicate-id partition "
+                             "(the rows one dedupe task holds).")
     kmeans_sample: int = Field(20000, ge=1, description="Rows (a hash sample) k-means fits on.")
     decontamination: DecontaminationConfig = Field(default_factory=DecontaminationConfig)
 

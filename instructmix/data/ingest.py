@@ -4,10 +4,11 @@ driver memory that does not grow with the number of rows.
 1. Count: one task per byte range counts newlines (`read.count_lines`), so every file has a
    line count that decodes nothing; Parquet files count from their metadata.
 2. Read: one task per range streams blocks of parsed rows (`read.read_range`).
-3. Dedupe: rows are hash-partitioned by id (crc32 of the id into buckets of about
-   `BUCKET_ROWS` rows, Ray Data `groupby(...).map_groups`; a pool of one bucket is
-   gathered into one task without a shuffle); within a bucket the first row of an id by
-   (file, line) wins and the others are rejected naming it.
+3. Dedupe: rows are hash-partitioned by id into partitions of about `pool.dedupe_rows`
+   rows (Ray Data `repartition(keys=...)`: one block per partition; a pool of one
+   partition is gathered into one task without a shuffle); within a partition the first
+   row of an id by (file, line) wins and the others are rejected naming it. Rows rejected
+   while parsing are spread by their origin, not piled on the empty id.
 4. Tally: every row read has one `status` ('accepted', 'blank', or its rejection kind);
    counts per (file, status) are made per block and merged (`merged_counts`). Per file,
    lines = not sampled + blank + accepted + rejected must hold, the lines counted in
@@ -18,20 +19,29 @@ from __future__ import annotations
 
 import json
 import logging
-import zlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from instructmix.data import chunks
 from instructmix.data.read import count_lines, n_selected, plan_reads, read_range
 
 log = logging.getLogger("instructmix")
-BUCKET_ROWS = 50_000  # rows per dedupe bucket (the memory one dedupe task needs)
 # Bytes of blocks one shuffle map task takes (Ray Data's default, 1 GiB, made the map
-# tasks' memory grow with the pool: 0.9 GB private at 1M rows).
+# tasks' memory grow with the pool: 0.9 GB private at 1M rows); raised only to keep shards
+# of at least MIN_SHARD_BYTES when there are many partitions.
 SHUFFLE_MAP_BYTES = 32 << 20
+# A map task's output for one partition. Ray returns objects under 100 KB inline to the
+# driver, so smaller (or zstd-compressed) shards made the driver hold the whole shuffle:
+# +250 MB at 3M rows. Uncompressed shards of this size stay in the object store.
+MIN_SHARD_BYTES = 256 << 10
+# Largest block a task emits (Ray Data's default, 128 MiB, made a read task hold its whole
+# 32 MiB byte range of parsed rows before emitting it).
+BLOCK_BYTES = 8 << 20
 
 
 @dataclass
@@ -54,46 +64,52 @@ class Ingested:
     def rows(self, which: str):
         """'accepted' or 'rejected' rows, lazily."""
         return self.outcome.map_batches(_pick, fn_kwargs={"which": which},
-                                        batch_format="numpy")
+                                        batch_format="pyarrow")
 
 
-def _pick(batch: dict, which: str) -> dict:
-    status = batch["status"]
+def _pick(table: pa.Table, which: str) -> pa.Table:
+    status = table["status"]
     if which == "accepted":
-        keep = status == "accepted"
+        keep = pc.equal(status, "accepted")
     elif which == "rejected":
-        keep = (status != "accepted") & (status != "blank")
+        keep = pc.invert(pc.is_in(status, pa.array(["accepted", "blank"])))
     else:
         raise ValueError(f"which: {which!r}")
-    return {k: v[keep] for k, v in batch.items()}
+    return table.filter(keep)
 
 
-def _with_status(batch: dict) -> dict:
-    blank = batch["blank"].astype(bool)
-    batch["status"] = np.array(["blank" if b else (k or "accepted") for b, k in
-                                zip(blank, batch["kind"], strict=True)], dtype=object)
+def _with_shuffle_key(batch: dict) -> dict:
+    """The id of a live row; the origin of a blank or already rejected one."""
+    live = (batch["error"] == "") & ~batch["blank"].astype(bool)
+    batch["shuffle_key"] = np.where(live, batch["id"], batch["origin"]).astype(object)
     return batch
 
 
-def _bucket(batch: dict, buckets: int) -> dict:
-    batch["bucket"] = np.array([zlib.crc32(str(i).encode()) % buckets for i in batch["id"]],
-                               dtype=np.int64)
-    return batch
-
-
-def _first_wins(df):
-    """One bucket (pandas): every id's first row by (file, line) wins; rows rejected while
-    parsing and blank lines pass through."""
-    df = df.sort_values("order", kind="stable")
-    live = ((df["error"] == "") & ~df["blank"].astype(bool)).to_numpy()
-    dup = live & df["id"].where(live).duplicated(keep="first").to_numpy()
+def _first_wins(table: pa.Table) -> pa.Table:
+    """One partition, in Arrow (text columns are never made Python objects): every id's
+    first row by (file, line) wins; rows rejected while parsing and blank lines pass
+    through. Adds `status`: 'accepted', 'blank' or the rejection kind."""
+    table = table.drop_columns(["shuffle_key"]).take(pc.sort_indices(table["order"]))
+    blank = table["blank"].to_numpy().astype(bool)
+    kind = table["kind"].to_numpy(zero_copy_only=False).astype(object)
+    live = (table["error"].to_numpy(zero_copy_only=False) == "") & ~blank
+    ids = table["id"].to_numpy(zero_copy_only=False)
+    dup = live & pd.Series(ids).where(live).duplicated(keep="first").to_numpy()
     if dup.any():
-        first = df[live & ~dup].set_index("id")["origin"]
-        ids = df["id"].to_numpy()[dup]
-        df.loc[dup, "error"] = [f"duplicate id {i!r} (first at {first[i]})" for i in ids]
-        df.loc[dup, "kind"] = "duplicate id"
-        df.loc[dup, "raw_text"] = ""
-    return _with_status(df.drop(columns="bucket"))
+        wanted = set(ids[dup])
+        origins = table["origin"].to_numpy(zero_copy_only=False)
+        first = {i: o for i, o in zip(ids[live & ~dup], origins[live & ~dup], strict=True)
+                 if i in wanted}
+        error = table["error"].to_numpy(zero_copy_only=False).astype(object)
+        error[dup] = [f"duplicate id {i!r} (first at {first[i]})" for i in ids[dup]]
+        kind[dup] = "duplicate id"
+        mask = pa.array(dup)
+        for name, values in (("error", pa.array(error, pa.string())),
+                             ("kind", pa.array(kind, pa.string())),
+                             ("raw_text", pc.if_else(mask, "", table["raw_text"]))):
+            table = table.set_column(table.schema.get_field_index(name), name, values)
+    status = np.where(blank, "blank", np.where(kind == "", "accepted", kind))
+    return table.append_column("status", pa.array(status, pa.string()))
 
 
 def read_parsed(tasks: list[dict], max_chars: int, block_rows: int, marker: dict | None):
@@ -142,19 +158,22 @@ def number_lines(counted: list[dict]) -> tuple[list[dict], dict]:
     return [{k: v for k, v in t.items() if k != "newlines"} for t in counted], lines
 
 
-def dedupe_and_tally(parsed, items: list[dict], lines: dict, expected_rows: int) -> Ingested:
-    """Every parsed row gets its status; duplicate ids are found on hash partitions (one
-    partition for a small pool: no shuffle needed to put it in one task)."""
-    buckets = max(1, -(-expected_rows // BUCKET_ROWS))
-    bucketed = parsed.map_batches(_bucket, fn_kwargs={"buckets": buckets},
-                                  batch_format="numpy")
-    if buckets == 1:
-        outcome = bucketed.repartition(1).map_batches(_first_wins, batch_format="pandas",
-                                                      batch_size=None)
-    else:
-        outcome = bucketed.groupby("bucket", num_partitions=buckets).map_groups(
-            _first_wins, batch_format="pandas")
-        outcome.context.shuffle_input_batch_bytes = SHUFFLE_MAP_BYTES
+def dedupe_and_tally(parsed, items: list[dict], lines: dict, expected_rows: int,
+                     dedupe_rows: int) -> Ingested:
+    """Every parsed row gets its status; duplicate ids are found on hash partitions of
+    about `dedupe_rows` rows (one partition for a small pool: no shuffle)."""
+    from ray.data.context import ShuffleStrategy
+
+    partitions = max(1, -(-expected_rows // dedupe_rows))
+    keyed = parsed.map_batches(_with_shuffle_key, batch_format="numpy")
+    # hashed on the id itself, so partitions are of even size (see DECISIONS)
+    keyed = keyed.repartition(partitions, keys=["shuffle_key"] if partitions > 1 else None)
+    outcome = keyed.map_batches(_first_wins, batch_format="pyarrow", batch_size=None)
+    outcome.context.shuffle_strategy = ShuffleStrategy.SHUFFLE_V2  # one block a partition
+    outcome.context.shuffle_compression = None
+    outcome.context.shuffle_input_batch_bytes = max(SHUFFLE_MAP_BYTES,
+                                                    partitions * MIN_SHARD_BYTES)
+    outcome.context.target_max_block_size = BLOCK_BYTES
     outcome = outcome.materialize()
     counts = merged_counts(outcome, ["file", "status", "category"])
     ing = _tally(outcome, [{"file": f, "status": st, "count()": n}
@@ -183,8 +202,10 @@ def merged_counts(ds, keys: list[str], total: str | None = None) -> dict:
     only the distinct keys (a shuffle would cost more than the count on small pools)."""
     rows: Counter = Counter()
     sums: Counter = Counter()
-    counted = ds.map_batches(_block_counts, fn_kwargs={"keys": keys, "total": total},
-                             batch_format="numpy", batch_size=None)
+    columns = keys + ([total] if total else [])
+    counted = ds.select_columns(columns).map_batches(
+        _block_counts, fn_kwargs={"keys": keys, "total": total}, batch_format="numpy",
+        batch_size=None)
     for r in counted.iter_rows():
         k = tuple(json.loads(r["key"]))
         rows[k] += int(r["rows"])
@@ -217,17 +238,18 @@ def _tally(outcome, tallies: list[dict], items: list[dict], lines: dict) -> Inge
 
 
 def ingest(items: list[dict], max_chars: int, chunk_bytes: int, block_rows: int,
-           marker: dict | None = None) -> Ingested:
+           dedupe_rows: int, marker: dict | None = None) -> Ingested:
     """Files of `items` (`read.source_items`) -> `Ingested`."""
     tasks, lines = count(items, chunk_bytes)
     expected = sum(v or 0 for v in lines.values())
     log.info("pool: %d files, %d lines counted, %d read tasks", len(items), expected,
              len(tasks))
     return dedupe_and_tally(read_parsed(tasks, max_chars, block_rows, marker), items, lines,
-                            expected)
+                            expected, dedupe_rows)
 
 
-def ingest_records(records: list[dict], max_chars: int, marker: dict | None = None) -> Ingested:
+def ingest_records(records: list[dict], max_chars: int, dedupe_rows: int,
+                   marker: dict | None = None) -> Ingested:
     """Rows made in the driver (the testbed), as records with `raw` JSON bytes."""
     import ray.data
 
@@ -243,7 +265,7 @@ def ingest_records(records: list[dict], max_chars: int, marker: dict | None = No
                             batch_size=1024)
     lines = Counter(r["file"] for r in records)
     items = [{"path": f, "every": 1, "offset": 0, "limit": 0} for f in sorted(lines)]
-    return dedupe_and_tally(ds, items, lines, len(records))
+    return dedupe_and_tally(ds, items, lines, len(records), dedupe_rows)
 
 
 def rejected_records(ing: Ingested, split: str | None = None):

@@ -56,8 +56,9 @@ def _testbed_records(cfg: RunConfig) -> tuple[list[dict], list[dict]]:
 def _ingest(cfg: RunConfig, items, records, marker=None) -> Ingested:
     pc = cfg.pool
     if records is not None:
-        return ingest_records(records, pc.max_chars, marker)
-    return ingest(items, pc.max_chars, pc.chunk_bytes, pc.block_rows, marker)
+        return ingest_records(records, pc.max_chars, pc.dedupe_rows, marker)
+    return ingest(items, pc.max_chars, pc.chunk_bytes, pc.block_rows, pc.dedupe_rows,
+                  marker)
 
 
 def _finalise(batch: dict) -> dict:

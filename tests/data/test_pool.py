@@ -210,12 +210,14 @@ def _big_file(path, n, dup_every, crlf=False):
 def test_streamed_files_are_counted_line_by_line(ray_local, tmp_path):
     """Files cut into many 1 KiB ranges: each file's lines are counted apart from the rows
     read, and lines = not sampled + blank + accepted + rejected holds per file; duplicate
-    ids are found across ranges and files; origins name the right line."""
+    ids are found across ranges, files and 10 dedupe partitions; origins name the right
+    line."""
     a = _big_file(tmp_path / "a.jsonl", 700, dup_every=40)
     b = _big_file(tmp_path / "b.jsonl", 300, dup_every=1000, crlf=True)
     sources = [{"path": str(tmp_path / "a.jsonl")},
                {"path": str(tmp_path / "b.jsonl"), "every": 2, "offset": 1}]
-    _, stats, rejected, accepted = _run(tmp_path, sources, chunk_bytes=1024, block_rows=64)
+    _, stats, rejected, accepted = _run(tmp_path, sources, chunk_bytes=1024, block_rows=64,
+                                        dedupe_rows=100)
     files = stats["per_file"]
     fa, fb = files[str(tmp_path / "a.jsonl")], files[str(tmp_path / "b.jsonl")]
     assert fa["lines"] == len(a) and fb["lines"] == len(b)
@@ -240,6 +242,27 @@ def test_streamed_files_are_counted_line_by_line(ray_local, tmp_path):
     assert [r["origin"] for r in rejected] == sorted(
         (r["origin"] for r in rejected), key=lambda o: (o.rsplit(":", 1)[0],
                                                         int(o.rsplit(":", 1)[1])))
+
+
+def test_dedupe_partitions_are_even_and_hold_every_copy_of_an_id(ray_local, tmp_path):
+    """2,000 rows into 20 partitions of about 100: hashing the ids themselves keeps every
+    partition near 100 rows (hashing 20 bucket numbers into 20 partitions put up to 3
+    buckets in one), bad rows are spread by origin, and each id's copies meet."""
+    from instructmix.config import SourceConfig
+    from instructmix.data.ingest import ingest
+    from instructmix.data.read import source_items
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(
+        ("{broken\n" if k % 10 == 0 else json.dumps(
+            {"id": f"r{k % 1000}", "instruction": f"q{k}", "output": "a"}) + "\n")
+        for k in range(2000)))
+    ing = ingest(source_items([SourceConfig(path=str(path))], 0), max_chars=1000,
+                 chunk_bytes=4096, block_rows=64, dedupe_rows=100)
+    sizes = [len(b) for b in ing.outcome.iter_batches(batch_size=None,
+                                                      batch_format="pyarrow")]
+    assert sum(sizes) == 2000 and len(sizes) <= 20 and max(sizes) < 160, sizes
+    assert ing.by_status == {"accepted": 900, "malformed JSON": 200, "duplicate id": 900}
 
 
 def test_a_lost_line_breaks_the_count():
