@@ -74,6 +74,10 @@ class RayTrainContext:
 
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(directory)
                          if directory else None)
+        if directory:  # wait until Ray Train has registered it: a worker killed later
+            # resumes from it, so at most one interval is trained twice
+            ray.train.get_all_reported_checkpoints(
+                consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED)
 
 
 class InProcessContext:

@@ -15,9 +15,9 @@ from tests.conftest import tiny_config
 CATS = ["reverse", "upper", "rev_upper"]
 # One Train worker or probe trial per node (2 logical CPUs each). Train: 144 rows / (8 x 2
 # workers) = PER_EPOCH steps per epoch, STEPS steps, a checkpoint every EVERY steps. Steps
-# take ~0.05 s and Ray Train registers a checkpoint up to ~2 s after it is written, so a
-# fault is timed on a registered checkpoint and the test reads which one the run resumed
-# from; STEPS leaves 2 intervals after the first checkpoint for the fault to land in.
+# take ~0.05 s and the driver's log lags the workers, so a fault is timed on a registered
+# checkpoint (the loop waits for each to register) and the test reads which one the run
+# resumed from; STEPS leaves 2 intervals after the first checkpoint for the fault to land in.
 PER_EPOCH, EVERY, STEPS = 9, 60, 180
 SECTIONS = {
     "pool": {"testbed": {"items_per_category": 60, "eval_per_category": 4,
