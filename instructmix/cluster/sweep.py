@@ -141,7 +141,9 @@ def run_trials(name: str, trials: list, trainable, storage: Path, cpus_per_trial
     else:
         tuner = tune.Tuner(
             fn, param_space={"trial": tune.grid_search(trials)},
-            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent),
+            # trials share a process: torch and transformers are imported once per worker
+            tune_config=tune.TuneConfig(max_concurrent_trials=max_concurrent,
+                                        reuse_actors=True),
             run_config=tune.RunConfig(name=name, storage_path=root, storage_filesystem=fs,
                                       failure_config=tune.FailureConfig(
                                           max_failures=max_failures),

@@ -24,7 +24,8 @@ def test_probes_mixture_curriculum_end_to_end(ray_local, tmp_path, monkeypatch):
         probes={"base_per_category": 10, "add_per_category": 10, "seeds": 2,
                 "random_mixtures": 1, "epochs": 1, "micro_batch_size": 4,
                 "valid_per_category": 6, "max_failures": 1,
-                "warm_start_epochs": 1, "score": "token_accuracy"},
+                "warm_start_epochs": 1, "score": "token_accuracy",
+                "dependencies": "asymmetry"},  # order probes: tests/probes/test_order.py
         select={"strategy": "milp", "curriculum": "dependency", "budget": 96,
                 "trust_region": 0.5},
         train={"log_batch_ids": True, "max_steps": None, "epochs": 2, "micro_batch_size": 8},
