@@ -72,14 +72,3 @@ def test_worker_failure_resumes_from_checkpoint_exactly(prepared, tmp_path, monk
     assert [h["step"] for h in resumed] == [2, 4, 6]
     for a, b in zip(clean, resumed, strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6)
-
-
-def test_rerun_of_killed_stage_resumes(prepared, tmp_path, monkeypatch):
-    run_dir = _copy(prepared, tmp_path)
-    monkeypatch.setenv(FAIL_AT_STEP, "3")
-    cfg = tiny_config(run_dir, train={"max_failures": 0})
-    with pytest.raises(Exception, match="fault injection"):
-        run_stage(cfg, BY_NAME["train"])
-    assert not (run_dir / "train" / "_DONE.json").exists()
-    summary = run_stage(cfg, BY_NAME["train"])["summary"]
-    assert summary["resumed_from"] == [3] and summary["steps"] == 6
