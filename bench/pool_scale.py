@@ -8,11 +8,13 @@ at every pool size and is measured by bench/pool_throughput.py (and sized per GP
 docs/SCALE.md). The pool is a synthetic Alpaca set in 3 files (50 / 30 / 20 % of the rows)
 with blank lines, malformed rows and duplicate ids.
 
-Driver memory: peak RSS of the driver process minus its RSS once Ray is up (`growth`);
+Driver memory: peak RSS of the driver process minus its RSS once Ray is up (`growth`; RSS
+counts the object-store pages the driver maps), and the same for its private memory
+(sampled every 0.2 s: `private_growth`);
 worker memory: the largest RSS any Ray worker reached (sampled every 0.2 s), and the largest
 private part of it (RSS minus shared pages: the object-store pages a worker maps are shared
-memory, counted once in the object store, not per worker). The ratio
-printed is the driver's growth at the largest size over that at the smallest; sizes run in
+memory, counted once in the object store, not per worker). The ratios printed are the
+driver's growths at the largest size over those at the smallest; sizes run in
 increasing, then decreasing order when --repeats is 2 or more.
 
     python bench/pool_scale.py [--rows 10000 100000 1000000] [--repeats 2] [--chunk-mb 32]
@@ -66,19 +68,23 @@ def make_pool(folder: Path, rows: int) -> list[Path]:
 
 class WorkerPeak:
     """Largest RSS, and largest private memory (RSS minus shared pages), of each kind of Ray
-    worker (its process title, `ray::TaskName`) while running."""
+    worker (its process title, `ray::TaskName`) while running; and the driver's own largest
+    private memory."""
 
     def __init__(self):
         import psutil
 
         self.me, self.stop = psutil.Process(), threading.Event()
         self.peaks, self.private = {}, {}
+        self.driver_private = 0
         threading.Thread(target=self._poll, daemon=True).start()
 
     def _poll(self):
         import psutil
 
         while not self.stop.is_set():
+            mem = self.me.memory_info()
+            self.driver_private = max(self.driver_private, mem.rss - mem.shared)
             for p in self.me.children(recursive=True):
                 try:
                     title = " ".join(p.cmdline())
@@ -114,7 +120,8 @@ def child(rows: int, folder: Path, chunk_bytes: int) -> dict:
     ensure_ray(num_cpus=2)
     import psutil
 
-    base = psutil.Process().memory_info().rss
+    mem = psutil.Process().memory_info()
+    base, base_private = mem.rss, mem.rss - mem.shared
     watch = WorkerPeak()
     t0 = time.perf_counter()
     items = source_items([SourceConfig(path=str(folder))], 0)  # the 3 pool files only
@@ -138,6 +145,7 @@ def child(rows: int, folder: Path, chunk_bytes: int) -> dict:
             "rows_per_s": round(ing.read / seconds), "driver_base_mb": round(base / 2**20),
             "driver_peak_mb": round(peak / 2**20),
             "driver_growth_mb": round((peak - base) / 2**20),
+            "driver_private_growth_mb": round((watch.driver_private - base_private) / 2**20),
             "chunk_mb": chunk_bytes >> 20,
             "worker_rss_mb": _largest(watch.peaks),
             "worker_private_mb": _largest(watch.private)}
@@ -168,11 +176,13 @@ def main():
             results.append(res)
             print(json.dumps(res), flush=True)
     small, large = min(args.rows), max(args.rows)
-    growth = {n: [r["driver_growth_mb"] for r in results if r["rows"] == n] for n in args.rows}
-    print(json.dumps({"driver_growth_mb_by_rows": growth,
-                      "ratio_driver_growth_largest_over_smallest": round(
-                          max(growth[large]) / max(1, max(growth[small])), 2),
-                      "rows_ratio": large // small}))
+    summary = {}
+    for key in ("driver_growth_mb", "driver_private_growth_mb"):
+        growth = {n: [r[key] for r in results if r["rows"] == n] for n in args.rows}
+        summary[f"{key}_by_rows"] = growth
+        summary[f"ratio_{key}_largest_over_smallest"] = round(
+            max(growth[large]) / max(1, max(growth[small])), 2)
+    print(json.dumps(dict(summary, rows_ratio=large // small)))
 
 
 if __name__ == "__main__":
