@@ -337,14 +337,23 @@ class RunLayout:
             storage.delete(f"{self.uri}/{stage}")
 
     # -- facts derived from artifacts ------------------------------------------------
+    def model_record(self, art: Artifact) -> dict:
+        """A model stage's record (path, built, parameters), the path of a built model
+        resolved in this run folder."""
+        record = self.read_json(art)
+        if record.get("built"):
+            record["path"] = str(self.root / record["path"])
+        return record
+
     def model_path(self) -> str:
         """The model the run trains: built by the model stage or named in the config."""
-        return self.read_json(MODEL.info)["path"]
+        return self.model_record(MODEL.info)["path"]
 
     def probe_model(self) -> dict:
         """The model the probes train: the proxy (`probes.model`) when the probe stage built
         one, else the target; its path and parameter count."""
-        return self.read_json(PROBE.proxy_info if self.exists(PROBE.proxy_info) else MODEL.info)
+        return self.model_record(PROBE.proxy_info if self.exists(PROBE.proxy_info)
+                                 else MODEL.info)
 
     def read_pool(self) -> pa.Table:
         """The accepted pool rows, sorted by id (a sample then depends on the seed, not on

@@ -126,7 +126,9 @@ def make_model(mc: ModelConfig, layout: RunLayout, info: Artifact, hf: Artifact,
         hf_dir = layout.writable(hf)
         model.save_pretrained(hf_dir)
         tokenizer.save_pretrained(hf_dir)
-        record = {"path": str(hf_dir), "built": True,
+        # relative to the run folder: the run stays valid when moved, or pulled from a bucket
+        # into another machine's mirror (`RunLayout.model_record` resolves it)
+        record = {"path": hf_dir.relative_to(layout.root).as_posix(), "built": True,
                   "parameters": sum(p.numel() for p in model.parameters()),
                   "vocab": len(tokenizer)}
     layout.write_json(info, record)

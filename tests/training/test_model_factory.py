@@ -1,8 +1,16 @@
-"""The run's own tokenizers cover what augmentation and eval sets bring, not only the pool."""
+"""The run's own tokenizers cover what augmentation and eval sets bring, not only the pool;
+a built model is recorded relative to the run folder."""
 
+import shutil
 import string
 
-from instructmix.training.model_factory import train_tokenizer
+import pyarrow as pa
+import pyarrow.parquet as pq
+from transformers import AutoConfig
+
+from instructmix.config import ModelConfig
+from instructmix.layout import MODEL, POOL, RunLayout
+from instructmix.training.model_factory import make_model, train_tokenizer
 from tests.conftest import rows_of_testbed
 
 
@@ -24,3 +32,20 @@ def test_byte_level_bpe_has_no_unknown_characters():
     for text in ("cba | CBA", "déjà vu → ok"):
         ids = tok(text, add_special_tokens=False)["input_ids"]
         assert tok.unk_token_id not in ids and tok.decode(ids) == text
+
+
+def test_a_built_model_is_found_after_the_run_folder_moves(tmp_path):
+    train, _ = rows_of_testbed(0, 5, 0)
+    layout = RunLayout(tmp_path / "a")
+    shards = layout.writable(POOL.shards)
+    shards.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist([{"messages": r["messages"]} for r in train]),
+                   shards / "part-0.parquet")
+    mc = ModelConfig(n_layer=1, n_embd=16, n_head=2, max_positions=32)
+    make_model(mc, layout, MODEL.info, MODEL.hf, 0)
+    shutil.move(tmp_path / "a", tmp_path / "b")  # or pulled into another machine's mirror
+    moved = RunLayout(tmp_path / "b")
+    assert moved.read_json(MODEL.info)["path"] == "model/hf"
+    assert moved.model_path() == str(tmp_path / "b" / "model" / "hf")
+    assert AutoConfig.from_pretrained(moved.model_path()).n_layer == 1
+    assert moved.probe_model()["path"] == moved.model_path()  # no proxy: the target
