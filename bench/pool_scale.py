@@ -83,8 +83,7 @@ class WorkerPeak:
         import psutil
 
         while not self.stop.is_set():
-            mem = self.me.memory_info()
-            self.driver_private = max(self.driver_private, mem.rss - mem.shared)
+            self.driver_private = max(self.driver_private, _private(self.me.memory_info()))
             for p in self.me.children(recursive=True):
                 try:
                     title = " ".join(p.cmdline())
@@ -92,11 +91,15 @@ class WorkerPeak:
                         name = title.split()[0][5:60]
                         mem = p.memory_info()
                         self.peaks[name] = max(self.peaks.get(name, 0), mem.rss)
-                        self.private[name] = max(self.private.get(name, 0),
-                                                 mem.rss - mem.shared)
+                        self.private[name] = max(self.private.get(name, 0), _private(mem))
                 except psutil.Error:
                     pass
             time.sleep(0.2)
+
+
+def _private(mem) -> int:
+    """RSS minus shared pages (psutil's memory_info on Linux)."""
+    return mem.rss - mem.shared
 
 
 def _largest(peaks: dict) -> dict:
@@ -121,7 +124,7 @@ def child(rows: int, folder: Path, chunk_bytes: int) -> dict:
     import psutil
 
     mem = psutil.Process().memory_info()
-    base, base_private = mem.rss, mem.rss - mem.shared
+    base, base_private = mem.rss, _private(mem)
     watch = WorkerPeak()
     t0 = time.perf_counter()
     items = source_items([SourceConfig(path=str(folder))], 0)  # the 3 pool files only

@@ -27,19 +27,19 @@ def test_probes_train_the_proxy_in_rounds_and_the_run_trains_the_target(ray_loca
     made = json.loads((run / "probe" / "proxy.json").read_text())
     # stored relative to the run folder (a moved run, or a bucket's mirror, still finds it)
     assert made["path"] == "probe/proxy" and made["built"] and target["path"] == "model/hf"
-    made["path"] = str(run / "probe" / "proxy")
+    proxy_dir = str(run / "probe" / "proxy")
     assert not (run / "model" / "proxy.json").exists()  # the model stage builds the target
     assert made["parameters"] < target["parameters"]
     # every probe trial (warm start included) trained the proxy: the warm model is a proxy
     params = [json.loads(f.read_text())["trial"]
               for f in (run / "probe" / "tune").glob("*/*/params.json")]
     warm = [p for p in params if p["save_to"]]
-    assert warm and all(p["model_path"] == made["path"] for p in warm)
-    assert {p["model_path"] for p in params} == {made["path"], str(run / "probe" / "warm" / "s0")}
+    assert warm and all(p["model_path"] == proxy_dir for p in warm)
+    assert {p["model_path"] for p in params} == {proxy_dir, str(run / "probe" / "warm" / "s0")}
     saved = json.loads((run / "probe" / "warm" / "s0" / "config.json").read_text())
     assert saved["n_embd"] == 16
     cost = json.loads((run / "probe" / "cost.json").read_text())
-    assert cost["proxy"] and cost["probe_model"] == made["path"]
+    assert cost["proxy"] and cost["probe_model"] == proxy_dir
     assert cost["probe_model_parameters"] == made["parameters"]
     assert cost["target_parameters"] == target["parameters"]
     # round 2 probed around round 1's mixture (a Tune sweep of its own) and the select
