@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -35,13 +37,17 @@ log = logging.getLogger("instructmix")
 # tasks' memory grow with the pool: 0.9 GB private at 1M rows); raised only to keep shards
 # of at least MIN_SHARD_BYTES when there are many partitions.
 SHUFFLE_MAP_BYTES = 32 << 20
-# A map task's output for one partition. Ray returns objects under 100 KB inline to the
-# driver, so smaller (or zstd-compressed) shards made the driver hold the whole shuffle:
-# +250 MB at 3M rows. Uncompressed shards of this size stay in the object store.
+# A map task's output for one partition, at least (one shard file of the disk shuffle: the
+# file count is map tasks x partitions).
 MIN_SHARD_BYTES = 256 << 10
 # Largest block a task emits (Ray Data's default, 128 MiB, made a read task hold its whole
 # 32 MiB byte range of parsed rows before emitting it).
 BLOCK_BYTES = 8 << 20
+# Rejected rows the driver sorts at once when writing them (a row is at most RAW_KEEP
+# characters of its line and a reason): about 2 MB.
+REJECTED_SORT_ROWS = 5_000
+MAX_SORT_RANGES = 256  # spool files open at once; past this, ranges grow instead
+REJECTED_COLUMNS = ["order", "origin", "source", "id", "kind", "error", "raw_text"]
 
 
 @dataclass
@@ -170,6 +176,10 @@ def dedupe_and_tally(parsed, items: list[dict], lines: dict, expected_rows: int,
     keyed = keyed.repartition(partitions, keys=["shuffle_key"] if partitions > 1 else None)
     outcome = keyed.map_batches(_first_wins, batch_format="pyarrow", batch_size=None)
     outcome.context.shuffle_strategy = ShuffleStrategy.SHUFFLE_V2  # one block a partition
+    # Shards go to files on each node (served to the reducers over Arrow Flight), not to the
+    # object store: Ray's record of each shard object made the driver grow with map tasks x
+    # partitions, i.e. with the square of the rows (see DECISIONS).
+    outcome.context.use_disk_based_hash_shuffle = True
     outcome.context.shuffle_compression = None
     outcome.context.shuffle_input_batch_bytes = max(SHUFFLE_MAP_BYTES,
                                                     partitions * MIN_SHARD_BYTES)
@@ -268,16 +278,56 @@ def ingest_records(records: list[dict], max_chars: int, dedupe_rows: int,
     return dedupe_and_tally(ds, items, lines, len(records), dedupe_rows)
 
 
-def rejected_records(ing: Ingested, split: str | None = None):
-    """Rejected rows in (file, line) order, one at a time (for `rejected.jsonl`)."""
-    if not sum(ing.rejected_by_reason.values()):
+def rejected_records(ing: Ingested, split: str | None = None,
+                     sort_rows: int = REJECTED_SORT_ROWS):
+    """Rejected rows in (file, line) order, one at a time (for `rejected.jsonl`).
+
+    The rows stream past the driver once, as JSON lines spooled to local files by range of
+    `order` (ranges of about `sort_rows` rows, cut at quantiles of a sample); each range is
+    then read back and sorted alone, so the driver holds one range (Ray Data's sort grew
+    the driver with the pool; see DECISIONS)."""
+    n = sum(ing.rejected_by_reason.values())
+    if not n:
         return
-    cols = ["order", "origin", "source", "id", "kind", "error", "raw_text"]
-    rows = ing.rows("rejected").select_columns(cols).sort("order")
-    for r in rows.iter_rows():
-        out = {"origin": r["origin"], "source": r["source"], "id": r["id"],
-               "kind": r["kind"], "reason": r["error"], "raw_text": r["raw_text"]}
-        yield dict(out, split=split) if split else out
+    rows = ing.rows("rejected").select_columns(REJECTED_COLUMNS)
+    bounds = _range_bounds(rows, min(MAX_SORT_RANGES, -(-n // sort_rows)), n)
+    with tempfile.TemporaryDirectory(prefix="instructmix-rejected-") as tmp:
+        spools = [open(os.path.join(tmp, f"{k}.jsonl"), "w+")  # noqa: SIM115
+                  for k in range(len(bounds) + 1)]
+        try:
+            for batch in rows.iter_batches(batch_format="pyarrow", batch_size=None):
+                ranges = np.searchsorted(bounds, batch["order"].to_numpy(), side="right")
+                for k, r in zip(ranges, batch.to_pylist(), strict=True):
+                    out = {"origin": r["origin"], "source": r["source"], "id": r["id"],
+                           "kind": r["kind"], "reason": r["error"], "raw_text": r["raw_text"]}
+                    if split:
+                        out["split"] = split
+                    spools[k].write(f"{r['order']}\t{json.dumps(out)}\n")
+            for spool in spools:
+                spool.seek(0)
+                lines = sorted((line.split("\t", 1) for line in spool),
+                               key=lambda kv: int(kv[0]))
+                spool.close()
+                for _, line in lines:
+                    yield json.loads(line)
+        finally:
+            for spool in spools:
+                spool.close()
+
+
+def _range_bounds(rows, ranges: int, n: int) -> np.ndarray:
+    """`order` values that cut the `n` rows of `rows` into `ranges` of about equal size."""
+    if ranges == 1:
+        return np.array([], dtype=np.int64)
+    every = max(1, n // (ranges * 100))  # about 100 sampled rows per range
+    sample = np.concatenate([b["order"] for b in rows.select_columns(["order"]).map_batches(
+        _every_nth, fn_kwargs={"every": every}, batch_format="numpy").iter_batches(
+        batch_format="numpy", batch_size=None)])
+    return np.unique(np.quantile(sample, np.arange(1, ranges) / ranges).astype(np.int64))
+
+
+def _every_nth(batch: dict, every: int) -> dict:
+    return {"order": batch["order"][::every]}
 
 
 def first_reasons(ing: Ingested, n: int = 3) -> list[str]:

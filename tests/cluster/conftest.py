@@ -21,7 +21,8 @@ CATS = ["reverse", "upper", "rev_upper"]
 PER_EPOCH, EVERY, STEPS = 9, 60, 180
 SECTIONS = {
     "pool": {"testbed": {"items_per_category": 60, "eval_per_category": 4,
-                         "categories": CATS}, "embed_actors": 3},  # one per node
+                         "categories": CATS}, "embed_actors": 3,  # one per node
+             "dedupe_rows": 50},  # 4 partitions: the disk shuffle runs across the nodes
     "probes": {"design": "intervention", "seeds": 1, "base_per_category": 10,
                "add_per_category": 10, "epochs": 1, "micro_batch_size": 4,
                "valid_per_category": 6, "dependencies": "asymmetry", "cpus_per_trial": 2,

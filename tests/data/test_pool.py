@@ -265,6 +265,30 @@ def test_dedupe_partitions_are_even_and_hold_every_copy_of_an_id(ray_local, tmp_
     assert ing.by_status == {"accepted": 900, "malformed JSON": 200, "duplicate id": 900}
 
 
+def test_rejected_rows_are_written_in_file_order_range_by_range(ray_local, tmp_path):
+    """1,090 rejected rows sorted in ranges of about 150: every row once, in (file, line)
+    order across both files."""
+    from instructmix.config import SourceConfig
+    from instructmix.data.ingest import ingest, rejected_records
+    from instructmix.data.read import source_items
+
+    for name, bad in (("a.jsonl", 5), ("b.jsonl", 2)):
+        (tmp_path / name).write_text("".join(
+            ("{broken\n" if k % bad == 0 else json.dumps(
+                {"id": f"{name}{k % 700}", "instruction": f"q{k}", "output": "a"}) + "\n")
+            for k in range(1000)))
+    items = source_items([SourceConfig(path=str(tmp_path))], 0)
+    ing = ingest(items, max_chars=1000, chunk_bytes=4096, block_rows=64, dedupe_rows=200)
+    rows = list(rejected_records(ing, sort_rows=150))
+    n = sum(ing.rejected_by_reason.values())
+    # malformed: 200 + 500; duplicates: lines k and k + 700 that both parse, 240 + 150
+    assert n == 200 + 500 + 240 + 150 and len(rows) == n
+    where = [(r["origin"].rsplit("/", 1)[1].split(":")[0], int(r["origin"].rsplit(":", 1)[1]))
+             for r in rows]
+    assert where == sorted(where) and len(set(where)) == n
+    assert {r["kind"] for r in rows} == {"malformed JSON", "duplicate id"}
+
+
 def test_a_lost_line_breaks_the_count():
     """The per-file check fails when the rows do not account for every counted line."""
     from instructmix.data.ingest import _tally
