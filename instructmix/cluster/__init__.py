@@ -54,3 +54,19 @@ def cluster_cpus() -> int:
     import ray
 
     return int(ray.cluster_resources().get("CPU", 1))
+
+
+def node_cpus() -> list[float]:
+    """CPUs of each live node."""
+    import ray
+
+    return [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]]
+
+
+def starvation_free_actors(cpus: list[float], actor_cpus: float) -> int:
+    """The most actors of `actor_cpus` that, wherever Ray places them, leave some node a
+    whole CPU for the 1-CPU tasks that feed them. A node of c CPUs has less than one free
+    only with at least floor((c - 1) / actor_cpus) + 1 actors on it; the sum of that over
+    the nodes starves every node, one fewer never does (1-CPU nodes: one actor fewer than
+    nodes)."""
+    return max(1, sum(int((c - 1) // actor_cpus) + 1 for c in cpus if c >= 1) - 1)

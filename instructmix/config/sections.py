@@ -79,7 +79,8 @@ class PoolConfig(Section):
                                   "(None: the embedder's).")
     embed_batch_size: int = Field(64, ge=1)
     embed_actors: int | None = Field(None, ge=1, description="Embedding actors (None: one "
-                                     "per CPU of the cluster).")
+                                     "per CPU of the cluster, fewer when that could leave no "
+                                     "node a whole CPU for the tasks feeding them).")
     max_embed_tokens: int = Field(128, ge=8, description="Truncation for embeddings.")
     num_clusters: int = Field(8, ge=1, description="k for k-means categories of rows that "
                               "have none.")

@@ -23,7 +23,7 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 
-from instructmix.cluster import cluster_cpus
+from instructmix.cluster import cluster_cpus, node_cpus, starvation_free_actors
 from instructmix.config import RunConfig
 from instructmix.data import decontam, testbed
 from instructmix.data.embed import EmbedBatch
@@ -39,6 +39,7 @@ from instructmix.data.read import ORDER_STRIDE, source_items
 from instructmix.layout import POOL, RunLayout
 
 log = logging.getLogger("instructmix")
+EMBED_ACTOR_CPUS = 0.5  # on 2 CPUs, actors of a whole CPU left none for the tasks feeding them
 
 
 def _testbed_records(cfg: RunConfig) -> tuple[list[dict], list[dict]]:
@@ -109,7 +110,12 @@ def _embed(cfg: RunConfig, accepted, n_accepted: int):
     import ray.data
 
     pc = cfg.pool
-    actors = pc.embed_actors or cluster_cpus()
+    safe = starvation_free_actors(node_cpus(), EMBED_ACTOR_CPUS)
+    actors = pc.embed_actors or min(cluster_cpus(), safe)
+    if actors > safe:
+        log.warning("pool: pool.embed_actors=%d can take every node's last whole CPU (at "
+                    "most %d leave one for the tasks that feed them); the stage may hang",
+                    actors, safe)
     # A few large batches per actor: every actor gets work, and each batch is embedded in
     # length order (less padding than small batches).
     per_batch = int(np.clip(n_accepted // (actors * 4) + 1, 256, 4096))
@@ -122,7 +128,7 @@ def _embed(cfg: RunConfig, accepted, n_accepted: int):
                                    "max_tokens": pc.max_embed_tokens,
                                    "batch_size": pc.embed_batch_size},
             batch_size=per_batch, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=0.5)
+            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=EMBED_ACTOR_CPUS)
     )
 
 
