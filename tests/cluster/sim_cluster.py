@@ -2,7 +2,8 @@
 attached to it.
 
 `ray.cluster_utils.Cluster`: a head (with the dashboard, for the state API) and two worker
-nodes, two logical CPUs and one custom resource each (`head`, `node_a`, `node_b`). It lives
+nodes, two logical CPUs (or `node_cpus`) and one custom resource each (`head`, `node_a`,
+`node_b`). It lives
 in a helper process of its own (`python -m tests.cluster.sim_cluster`: a new process group,
 its own RAY_TMPDIR and ports), so it never touches the test session's local Ray instance;
 the test drives it by one JSON line each way. `SimCluster.stop` shuts it down, then kills
@@ -32,9 +33,10 @@ BIN = Path(sys.executable).parent
 class SimCluster:
     """The test's handle: addresses, node ids by name, node removal, the state API."""
 
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, node_cpus: int = 2):
         self.tmp = tempfile.mkdtemp(prefix="imsim", dir="/tmp")  # short unix socket paths
-        env = dict(os.environ, RAY_TMPDIR=self.tmp, PYTHONPATH=str(REPO))
+        env = dict(os.environ, RAY_TMPDIR=self.tmp, PYTHONPATH=str(REPO),
+                   IMSIM_NODE_CPUS=str(node_cpus))
         env.pop("RAY_ADDRESS", None)
         self.log = open(log_dir / "sim_cluster.log", "w")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.cluster.sim_cluster"],
@@ -173,7 +175,8 @@ def _serve() -> None:
     from ray.cluster_utils import Cluster
 
     def node_args(name: str) -> dict:
-        return {"num_cpus": 2, "resources": {name: 1}, "object_store_memory": 200 << 20}
+        return {"num_cpus": int(os.environ["IMSIM_NODE_CPUS"]), "resources": {name: 1},
+                "object_store_memory": 200 << 20}
 
     dash = free_port()
     # Ray's own processes (e.g. Ray Train's placement-group cleaner) ask the state API of
