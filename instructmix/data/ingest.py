@@ -307,7 +307,7 @@ def rejected_records(ing: Ingested, split: str | None = None,
                 spool.seek(0)
                 lines = sorted((line.split("\t", 1) for line in spool),
                                key=lambda kv: int(kv[0]))
-                spool.close()
+                spool.truncate(0)  # its disk space goes now, not at the end
                 for _, line in lines:
                     yield json.loads(line)
         finally:
