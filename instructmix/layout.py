@@ -279,6 +279,23 @@ class RunLayout:
         pq.write_table(table, path)
         return path
 
+    def write_dataset(self, art: Artifact, ds) -> int:
+        """A Ray Data dataset as the artifact's folder of Parquet shards; returns the rows in
+        the files written (from their footers). Remote run: the write tasks, on any node,
+        write to the bucket (the mirror is on the driver's disk only), then the mirror
+        fetches the shards."""
+        path = self.writable(art)
+        shutil.rmtree(path, ignore_errors=True)  # an earlier attempt's shards
+        uri = storage.remote_of(path)
+        if uri is None:
+            ds.write_parquet(str(path))
+        else:
+            storage.delete(uri)
+            fs, key = storage.filesystem(uri)
+            ds.write_parquet(key, filesystem=fs)
+            storage.pull(uri, path)
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(path.glob("*.parquet")))
+
     def write_text(self, art: Artifact, text: str) -> Path:
         path = self.writable(art)
         path.write_text(text)

@@ -26,3 +26,14 @@ def test_a_stage_writes_only_its_own_artifacts(tmp_path):
         RunLayout(tmp_path, "probe").write_json(POOL.stats, {})
     with pytest.raises(FileNotFoundError, match="run that stage first"):
         RunLayout(tmp_path, "select").read_json(PROBE.interactions)
+
+
+def test_a_dataset_artifact_is_written_whole_again_and_counted_in_its_files(tmp_path,
+                                                                            ray_local):
+    import ray.data
+
+    layout = RunLayout(tmp_path, "pool")
+    ds = ray.data.range(300, override_num_blocks=3)
+    assert layout.write_dataset(POOL.shards, ds) == 300
+    assert layout.write_dataset(POOL.shards, ds.limit(120)) == 120  # not 420: replaced
+    assert sorted(layout.read_table(POOL.shards)["id"].to_pylist()) == list(range(120))

@@ -168,9 +168,9 @@ def _train_split(cfg: RunConfig, layout: RunLayout, items, records, eval_rows) -
     final = (embedded.map_batches(_finalise, batch_format="numpy")
              .drop_columns(["order"]).materialize())
     log.info("pool: embedded in %.1f s", time.time() - t0)
-    final.write_parquet(str(layout.writable(POOL.shards)))
+    written = layout.write_dataset(POOL.shards, final)  # counted in the files
     per_category, per_source = _counts(final)
-    return {"ingested": ing, "written": final.count(), "kmeans": n_uncategorised,
+    return {"ingested": ing, "written": written, "kmeans": n_uncategorised,
             "kmeans_fitted_on": fitted_on, "per_category": per_category,
             "per_source": per_source,
             "decontamination": decontam.summary(ing.outcome, grams, counts, dc.pool_text)}
@@ -203,6 +203,7 @@ def _stats(train: dict, evals: dict) -> dict:
         "blank_lines": ing.blank,
         "accepted": ing.accepted,
         "rejected": n_rejected,
+        "written": train["written"],  # rows in the shard files, counted from their footers
         "counts_add_up": ing.read == ing.accepted + n_rejected == train["written"] + n_rejected
         and all(f["adds_up"] for f in files.values()),
         "rejected_by_reason": ing.rejected_by_reason,

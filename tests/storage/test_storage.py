@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
 
 from instructmix import runtime, storage
@@ -13,6 +18,8 @@ from instructmix.layout import POOL, TRAIN, RunLayout
 from tests.conftest import tiny_config
 from tests.processes import free_port
 from tests.storage.conftest import SECRET, bucket_files, moto_server
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_local_paths_are_absolute_local_files(tmp_path, monkeypatch):
@@ -133,3 +140,18 @@ def test_workers_get_where_storage_is_but_not_the_credentials(s3_env):
     assert env["AWS_ENDPOINT_URL"] == s3_env["AWS_ENDPOINT_URL"]
     assert env["AWS_REGION"] == "us-east-1"
     assert "AWS_SECRET_ACCESS_KEY" not in env and "AWS_ACCESS_KEY_ID" not in env
+
+
+def test_ray_data_writes_a_remote_runs_shards_to_the_bucket_then_the_mirror_fetches_them(
+        s3_env, bucket):
+    """The write tasks may run on any node; the mirror is on the driver's disk only."""
+    uri = f"s3://{bucket}/run"
+    out = subprocess.run([sys.executable, "-m", "tests.storage.dataset_on_s3", uri], cwd=REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"rows": [1000, 1000]}
+    sent = {k: v for k, v in bucket_files(bucket).items() if k.endswith(".parquet")}
+    assert sent and all(k.startswith("run/pool/shards/") for k in sent)  # nothing pushed yet
+    mirror = RunLayout(uri).path(POOL.shards)
+    assert {f"run/pool/shards/{f.name}": f.read_bytes() for f in mirror.glob("*")} == sent
+    assert sorted(pq.read_table(mirror)["id"].to_pylist()) == list(range(1000))
