@@ -3,11 +3,10 @@ attached to it.
 
 `ray.cluster_utils.Cluster`: a head (with the dashboard, for the state API) and two worker
 nodes, two logical CPUs (or `node_cpus`) and one custom resource each (`head`, `node_a`,
-`node_b`). It lives
-in a helper process of its own (`python -m tests.cluster.sim_cluster`: a new process group,
-its own RAY_TMPDIR and ports), so it never touches the test session's local Ray instance;
-the test drives it by one JSON line each way. `SimCluster.stop` shuts it down, then kills
-its process group.
+`node_b`). It lives in a helper process of its own (`python -m tests.cluster.sim_cluster`:
+a new process group, its own RAY_TMPDIR and ports), so it never touches the test session's
+local Ray instance; the test drives it by one JSON line each way. `SimCluster.stop` shuts
+it down, then kills its process group.
 """
 
 from __future__ import annotations
