@@ -23,7 +23,7 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 
-from instructmix.cluster import cluster_cpus, node_cpus, starvation_free_actors
+from instructmix.cluster import node_cpus, starvation_free_actors
 from instructmix.config import RunConfig
 from instructmix.data import decontam, testbed
 from instructmix.data.embed import EmbedBatch
@@ -110,8 +110,9 @@ def _embed(cfg: RunConfig, accepted, n_accepted: int):
     import ray.data
 
     pc = cfg.pool
-    safe = starvation_free_actors(node_cpus(), EMBED_ACTOR_CPUS)
-    actors = pc.embed_actors or min(cluster_cpus(), safe)
+    cpus = node_cpus()
+    safe = starvation_free_actors(cpus, EMBED_ACTOR_CPUS)
+    actors = pc.embed_actors or min(int(sum(cpus)), safe)
     if actors > safe:
         log.warning("pool: pool.embed_actors=%d can take every node's last whole CPU (at "
                     "most %d leave one for the tasks that feed them); the stage may hang",
