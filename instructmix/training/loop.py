@@ -14,6 +14,7 @@ The ids of every batch are then always logged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -156,12 +157,27 @@ def _total_steps(spec: LoopSpec, world: int) -> tuple[int, int]:
     return steps_per_epoch, min(total, tc.max_steps) if tc.max_steps else total
 
 
+@contextlib.contextmanager
+def checkpoint_files(ckpt):
+    """A Ray Train checkpoint as a local directory. A remote one is downloaded into a folder
+    of this process's own: `Checkpoint.as_directory` shares one temp folder among the workers
+    of a node, and one worker's clean-up can delete it while another is about to read it
+    ("Checkpoint directory ... does not exist")."""
+    import pyarrow.fs
+
+    if isinstance(ckpt.filesystem, pyarrow.fs.LocalFileSystem):
+        yield ckpt.path
+        return
+    with tempfile.TemporaryDirectory(prefix="instructmix-checkpoint-") as d:
+        yield ckpt.to_directory(d)
+
+
 def _resume(ctx, engine, state: dict) -> tuple[int, dict] | None:
     """(step, state) from the latest checkpoint; None when it says training finished."""
     ckpt = ctx.latest_checkpoint()
     if not ckpt:
         return 0, state
-    with ckpt.as_directory() as d:
+    with checkpoint_files(ckpt) as d:
         if os.path.exists(os.path.join(d, FINAL)):
             return None
         step = engine.load(d)

@@ -23,7 +23,7 @@ from instructmix.config import RunConfig
 from instructmix.layout import TRAIN, RunLayout
 from instructmix.runtime import fail_at_step, worker_env
 from instructmix.storage import ray_storage
-from instructmix.training.loop import FINAL, HISTORY, LoopSpec, train_loop
+from instructmix.training.loop import FINAL, HISTORY, LoopSpec, checkpoint_files, train_loop
 
 log = logging.getLogger("instructmix")
 
@@ -103,7 +103,7 @@ def run_train(cfg: RunConfig, layout: RunLayout, picker=None,
     result = fit_and_release(trainer_for(cfg, layout.model_path(), train_file, storage, "sft",
                                          picker, max_steps))
     model_dir = layout.writable(TRAIN.model)
-    with result.checkpoint.as_directory() as d:
+    with checkpoint_files(result.checkpoint) as d:
         if not Path(d, FINAL).is_file():
             raise RuntimeError(f"training ended without a final export (last checkpoint {d})")
         shutil.copytree(d, model_dir, dirs_exist_ok=True)
