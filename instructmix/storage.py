@@ -11,12 +11,15 @@ A remote run works in a local mirror folder, `$INSTRUCTMIX_MIRROR/s3/BUCKET/KEY`
 bucket equal to the mirror (files compared by size and modification time: a synced local
 file carries its object's time, which S3 keeps to the second). A folder inside
 a mirror maps back to its URI (`remote_of`), so Ray can write there directly
-(`ray_storage`).
+(`ray_storage`). The mirror is on one machine's disk: a Ray worker on another node is
+given a file's URI (`portable`) and fetches it into its own node's mirror (`on_this_node`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
@@ -130,6 +133,26 @@ def remote_of(local: str | os.PathLike) -> str | None:
     return f"{parts[0]}://" + "/".join(parts[1:])
 
 
+def portable(path: str | os.PathLike) -> str:
+    """A path a Ray worker on any node can use (`on_this_node`): the URI of a file in a
+    remote run's mirror, else the path itself."""
+    return remote_of(path) or str(path)
+
+
+def on_this_node(where: str) -> str:
+    """The local path of a `portable` value on this node: a URI is fetched into this
+    node's mirror first (by one process of the node at a time)."""
+    if not is_remote(where):
+        return where
+    from filelock import FileLock
+
+    local = mirror_of(where)
+    key = hashlib.sha1(str(local).encode()).hexdigest()[:16]
+    with FileLock(os.path.join(tempfile.gettempdir(), f"instructmix-fetch-{key}.lock")):
+        fetch(where, local)
+    return str(local)
+
+
 def ray_storage(local: str | os.PathLike) -> tuple[str, pafs.FileSystem | None]:
     """Ray Train / Tune's (`storage_path`, `storage_filesystem`) for a folder: its URI's
     bucket path and file system inside a mirror, else the absolute local path."""
@@ -198,6 +221,37 @@ def push(local: Path, uri: str, skip: tuple[str, ...] = ()) -> int:
     for rel in todo:
         _stamp(f"{lroot}/{rel}", sent[rel])
     return len(todo)
+
+
+def fetch(uri: str, local: Path) -> int:
+    """Make the file or folder `local` equal to the object, or the objects under, `uri`;
+    returns files fetched."""
+    fs, root = filesystem(uri)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.Directory:
+        return pull(uri, local)
+    if info.type != pafs.FileType.File:
+        raise StorageError(f"{uri}: not found (wanted at {local})")
+    lfs = pafs.LocalFileSystem()
+    if local.is_file() and _same(lfs.get_file_info(str(local)), info):
+        return 0
+    local.parent.mkdir(parents=True, exist_ok=True)
+    _copy(fs, root, lfs, str(local))
+    _stamp(str(local), info)
+    return 1
+
+
+def send(local: Path, uri: str) -> int:
+    """Make `uri` equal to the file or folder `local`; returns files sent."""
+    if local.is_dir():
+        return push(local, uri)
+    fs, root = filesystem(uri)
+    lfs = pafs.LocalFileSystem()
+    if _same(lfs.get_file_info(str(local)), fs.get_file_info(root)):
+        return 0
+    _copy(lfs, str(local), fs, root)
+    _stamp(str(local), fs.get_file_info(root))
+    return 1
 
 
 def delete(uri: str) -> None:

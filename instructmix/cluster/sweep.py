@@ -21,6 +21,7 @@ import json
 import logging
 from pathlib import Path
 
+from instructmix.cluster import trial_files
 from instructmix.storage import ray_storage
 
 log = logging.getLogger("instructmix")
@@ -127,11 +128,15 @@ def run_trials(name: str, trials: list, trainable, storage: Path, cpus_per_trial
     import ray
     from ray import tune
 
-    trials = [t.to_dict() for t in trials]
+    # a remote run's trials may run on other nodes: they get URIs and fetch the files
+    if sent := trial_files.send_inputs(trials):
+        log.info("%s: %d files the trials read sent to the bucket", name, sent)
+    specs, trials = trials, [trial_files.portable_dict(t) for t in trials]
     root, fs = ray_storage(storage)  # a remote run's folder: straight to the bucket
     path = f"{root}/{name}"
     finished = FinishedTrials(fs, f"{path}-finished")
-    fn = tune.with_resources(finished.replaying(trainable), {"cpu": cpus_per_trial})
+    on_node = trial_files.with_files(trainable, type(specs[0]) if specs else None)
+    fn = tune.with_resources(finished.replaying(on_node), {"cpu": cpus_per_trial})
     if max_concurrent is None:
         max_concurrent = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_trial))
     if tune.Tuner.can_restore(path, storage_filesystem=fs):
@@ -163,4 +168,5 @@ def run_trials(name: str, trials: list, trainable, storage: Path, cpus_per_trial
     for f in failed:
         log.warning("%s: trial %s failed after %d retries: %s (logs in %s)", name, f["trial"],
                     max_failures, f["error"], f["path"])
+    trial_files.fetch_outputs(specs, {d["trial"] for d in done})
     return done, failed

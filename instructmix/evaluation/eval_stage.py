@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from instructmix import storage
 from instructmix.cluster import cluster_cpus
 from instructmix.config import RunConfig
 from instructmix.evaluation.depth import judge_seqeval, load_seqeval
@@ -37,7 +38,8 @@ def evaluate(model_dir: str, rows: list[dict], cfg: RunConfig) -> list[dict]:
     n = max(1, min(slots, len(rows)))
     chunks = [rows[k::n] for k in range(n)]
     device = "cuda" if cfg.eval.use_gpu else "cpu"
-    refs = [task.remote(model_dir, c, cfg.eval.batch_size, cfg.eval.max_new_tokens,
+    model = storage.portable(model_dir)  # a remote run's: each task fetches it on its node
+    refs = [task.remote(model, c, cfg.eval.batch_size, cfg.eval.max_new_tokens,
                         cfg.train.max_seq_len, device) for c in chunks if c]
     return [r for part in ray.get(refs) for r in part]
 

@@ -6,6 +6,7 @@ scored."""
 
 from __future__ import annotations
 
+from instructmix import storage
 from instructmix.config import LmEvalConfig, RunConfig
 
 
@@ -47,7 +48,7 @@ def run_lm_eval(model_dir: str, lc: LmEvalConfig, device: str = "cpu") -> dict:
 
     torch.set_num_threads(1)  # one CPU per task, as the eval stage's scoring tasks
     res = lm_eval.simple_evaluate(
-        model="hf", model_args={"pretrained": model_dir,
+        model="hf", model_args={"pretrained": storage.on_this_node(model_dir),
                                 "dtype": "bfloat16" if device.startswith("cuda") else "float32"},
         tasks=list(lc.tasks), num_fewshot=lc.num_fewshot, limit=lc.limit,
         batch_size=lc.batch_size, device=device, log_samples=False,
@@ -63,7 +64,8 @@ def lm_eval_on_ray(model_dir: str, cfg: RunConfig) -> dict:
 
     gpu = cfg.eval.use_gpu
     task = ray.remote(**({"num_gpus": 1} if gpu else {"num_cpus": 1}))(run_lm_eval)
-    return ray.get(task.remote(model_dir, cfg.eval.lm_eval, "cuda" if gpu else "cpu"))
+    return ray.get(task.remote(storage.portable(model_dir), cfg.eval.lm_eval,
+                               "cuda" if gpu else "cpu"))
 
 
 def headline(summary: dict) -> str:

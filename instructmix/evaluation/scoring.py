@@ -17,6 +17,7 @@ from collections import defaultdict
 
 import torch
 
+from instructmix import storage
 from instructmix.data.schema import meta_dict
 from instructmix.evaluation.choice import best_option, option_scores
 from instructmix.evaluation.ifeval import check_instructions
@@ -64,7 +65,7 @@ def score_rows(model_dir: str, rows: list[dict], batch_size: int, max_new_tokens
                max_len: int, device: str = "cpu") -> list[dict]:
     """rows: {id, category, messages, answer, meta} -> {id, category, scorer, loss,
     token_accuracy, prediction, correct, reference} (see `score_model`)."""
-    model, tok = load(model_dir, device)
+    model, tok = load(storage.on_this_node(model_dir), device)
     return score_model(model, tok, rows, batch_size, max_new_tokens, max_len)
 
 

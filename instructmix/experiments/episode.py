@@ -11,6 +11,7 @@ import os
 import pickle
 import time
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import pyarrow as pa
 
@@ -26,6 +27,8 @@ class EpisodeSpec:
     train: TrainConfig
     trajectory_file: str  # where the trajectory goes (.npz)
     fail_once: str | None = None  # testing: fail once, leaving this marker file
+    READS: ClassVar = ("picker_file", "model_path")  # see TrialSpec
+    WRITES: ClassVar = ("trajectory_file",)
 
     def to_dict(self) -> dict:
         return dict(asdict(self), train=self.train.model_dump())

@@ -13,6 +13,7 @@ import os
 import pickle
 import time
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 from instructmix.config import TrainConfig
 
@@ -34,6 +35,9 @@ class TrialSpec:
     save_to: str | None = None  # write the trained model there (HF format)
     picker_file: str | None = None  # a pickled BatchPicker choosing every batch
     fail_once: str | None = None  # testing: fail once, leaving this marker file
+    # the fields naming files it reads and writes (moved for it on a remote run)
+    READS: ClassVar = ("train_file", "eval_file", "model_path", "picker_file")
+    WRITES: ClassVar = ("save_to",)
 
     def to_dict(self) -> dict:
         return dict(asdict(self), train=self.train.model_dump())

@@ -10,6 +10,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from instructmix import storage
 from instructmix.generation.base import TRUNCATED, GenParams, Reject
 
 
@@ -97,7 +98,7 @@ class GenerateBatch:
 
     def __init__(self, model_path: str, max_new_tokens: int, temperature: float,
                  reject_truncated: bool = True):
-        self.lm = LocalLM(model_path, threads=1)
+        self.lm = LocalLM(storage.on_this_node(model_path), threads=1)
         self.max_new_tokens, self.temperature = max_new_tokens, temperature
         self.reject_truncated = reject_truncated
 
@@ -150,7 +151,7 @@ class HFGenerator:
         ds = ray.data.from_items(items, override_num_blocks=-(-len(items) // self.batch_size))
         ds = ds.map_batches(
             GenerateBatch, batch_size=self.batch_size, batch_format="numpy",
-            fn_constructor_kwargs={"model_path": self.model_path,
+            fn_constructor_kwargs={"model_path": storage.portable(self.model_path),
                                    "max_new_tokens": params.max_new_tokens,
                                    "temperature": params.temperature,
                                    "reject_truncated": params.reject_truncated},

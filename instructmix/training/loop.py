@@ -20,10 +20,11 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from instructmix import storage
 from instructmix.cluster import quiet_progress
 from instructmix.config import TrainConfig
 from instructmix.runtime import FAIL_AT_STEP
@@ -132,7 +133,8 @@ def train_loop(config: dict) -> None:
     exports the HF model."""
     quiet_progress()
     ctx = RayTrainContext()
-    result = sft(config["spec"], ctx)
+    spec = config["spec"]  # its model: on this node (a remote run's is fetched)
+    result = sft(replace(spec, model_path=storage.on_this_node(spec.model_path)), ctx)
     if result is None:
         return  # finished before an interruption; the export is already reported
     engine, tokenizer, state = result

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from instructmix.config import RunConfig
 from instructmix.layout import TRAIN, RunLayout
 from instructmix.runtime import fail_at_step, worker_env
-from instructmix.storage import ray_storage
+from instructmix.storage import portable, ray_storage
 from instructmix.training.loop import FINAL, HISTORY, LoopSpec, checkpoint_files, train_loop
 
 log = logging.getLogger("instructmix")
@@ -42,7 +42,7 @@ def trainer_for(cfg: RunConfig, model: str, train_file: Path, storage: Path, nam
         rows, datasets = pq.read_metadata(train_file).num_rows, {"train": _put_rows(train_file)}
     else:
         rows, datasets = len(picker), {}
-    spec = LoopSpec(model, tc, cfg.seed, rows, fail_at_step(), picker)
+    spec = LoopSpec(portable(model), tc, cfg.seed, rows, fail_at_step(), picker)
     env = worker_env(DS_ACCELERATOR="cuda" if tc.use_gpu else "cpu")
     storage_path, storage_fs = ray_storage(storage)  # a remote run's: straight to the bucket
     return TorchTrainer(

@@ -32,10 +32,12 @@ BIN = Path(sys.executable).parent
 class SimCluster:
     """The test's handle: addresses, node ids by name, node removal, the state API."""
 
-    def __init__(self, log_dir: Path, node_cpus: int = 2):
+    def __init__(self, log_dir: Path, node_cpus: int = 2, **env: str):
+        """`env`: more variables for the cluster's processes (e.g. INSTRUCTMIX_MIRROR:
+        the nodes' own folder for a remote run's files, not the driver's)."""
         self.tmp = tempfile.mkdtemp(prefix="imsim", dir="/tmp")  # short unix socket paths
         env = dict(os.environ, RAY_TMPDIR=self.tmp, PYTHONPATH=str(REPO),
-                   IMSIM_NODE_CPUS=str(node_cpus))
+                   IMSIM_NODE_CPUS=str(node_cpus), **env)
         env.pop("RAY_ADDRESS", None)
         self.log = open(log_dir / "sim_cluster.log", "w")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.cluster.sim_cluster"],

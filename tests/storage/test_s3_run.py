@@ -1,6 +1,7 @@
-"""A whole run on object storage (the moto server): the pool read from the bucket, every
-artifact, Ray Train's checkpoints and the report written there, and a run interrupted in
-train resumed on a machine without the local mirror."""
+"""A whole run on object storage (the moto server) and a simulated cluster of three nodes
+whose disks are not the driver's (their INSTRUCTMIX_MIRROR is another folder): the pool
+read from the bucket, every artifact, Ray Train's checkpoints and the report written there,
+and a run interrupted in train resumed on a machine without the local mirror."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import yaml
 
 from instructmix import storage
 from instructmix.runtime import FAIL_AT_STEP
+from tests.cluster.sim_cluster import SimCluster
 from tests.conftest import tiny_config
 from tests.storage.conftest import SECRET, bucket_files
 
@@ -43,15 +45,28 @@ def _upload_pool(bucket: str) -> None:
     s3.put_object(Bucket=bucket, Key="data/eval.jsonl", Body=jsonl(evals))
 
 
-def _run(config, env: dict, **extra_env) -> subprocess.CompletedProcess:
+def _run(config, address: str, env: dict, **extra_env) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", FAIL_AT_STEP)}
     full.update(env, **extra_env)
-    return subprocess.run([sys.executable, "-m", "instructmix.cli", "run", str(config)],
+    return subprocess.run([sys.executable, "-m", "instructmix.cli", "run", str(config),
+                           "--set", f"ray.address={address}"],
                           env=full, capture_output=True, text=True, timeout=500)
 
 
-def test_run_on_s3_then_resume_without_the_mirror(s3_env, bucket, tmp_path):
+@pytest.fixture
+def nodes_of_their_own(s3_env, tmp_path):
+    """A simulated cluster whose nodes keep a remote run's files in a folder of their own."""
+    cluster = SimCluster(tmp_path, INSTRUCTMIX_MIRROR=str(tmp_path / "nodes-mirror"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_run_on_s3_then_resume_without_the_mirror(s3_env, bucket, tmp_path,
+                                                  nodes_of_their_own):
     t0 = time.time()
+    address = nodes_of_their_own.address
     _upload_pool(bucket)
     run = f"s3://{bucket}/run"
     cfg = tiny_config(run, pool={"sources": [{"path": f"s3://{bucket}/data/pool.jsonl",
@@ -64,7 +79,7 @@ def test_run_on_s3_then_resume_without_the_mirror(s3_env, bucket, tmp_path):
 
     # fails after step 3, one step after a checkpoint (not on it: Ray Train may see the
     # error before the report of a checkpoint made on the failing step)
-    first = _run(config, s3_env, **{FAIL_AT_STEP: "3"})  # the driver gives up in train
+    first = _run(config, address, s3_env, **{FAIL_AT_STEP: "3"})  # the driver gives up in train
     t1 = time.time()
     assert first.returncode == 1, first.stderr[-3000:]
     keys = set(bucket_files(bucket, "run/"))
@@ -77,10 +92,13 @@ def test_run_on_s3_then_resume_without_the_mirror(s3_env, bucket, tmp_path):
     assert checkpoints, sorted(keys)  # Ray Train wrote its checkpoints to the bucket
     mirror = storage.mirror_of(run)
     assert not any((mirror / "train" / "ray_results").rglob("*.pt"))  # ... not the mirror
+    # Ray Train's workers fetched the start model into the nodes' own folder
+    node_run = tmp_path / "nodes-mirror" / "s3" / bucket / "run"
+    assert (node_run / "model" / "hf" / "model.safetensors").is_file()
 
     shutil.rmtree(mirror)  # another machine: nothing local
     t2 = time.time()
-    second = _run(config, s3_env)
+    second = _run(config, address, s3_env)
     t3 = time.time()
     assert second.returncode == 0, second.stderr[-3000:]
     log = second.stderr
@@ -95,6 +113,9 @@ def test_run_on_s3_then_resume_without_the_mirror(s3_env, bucket, tmp_path):
     results = json.loads(objects["run/eval/results.json"])
     assert set(results["per_category"]) == set(CATEGORIES)
     assert "run/train/model/model.safetensors" in objects
+    # ... and the eval stage's scoring tasks the trained model
+    assert (node_run / "train" / "model" / "model.safetensors").read_bytes() == objects[
+        "run/train/model/model.safetensors"]
     assert b"Token accuracy per category" in objects["run/report/report.html"]
     assert f"instructmix report: {run}</h1>".encode() in objects["run/report/report.html"]
     assert json.loads(objects["run/report/report.json"])["eval"]["results"] == results

@@ -105,6 +105,27 @@ def test_push_and_pull_make_both_sides_equal(s3_env, bucket, tmp_path):
     assert (there / "a" / "x.json").read_text() == "22"
 
 
+def test_send_and_fetch_move_one_file_or_folder_and_name_a_missing_object(
+        s3_env, bucket, tmp_path, monkeypatch):
+    run = storage.mirror_of(f"s3://{bucket}/run")
+    (run / "m").mkdir(parents=True)
+    (run / "m" / "w.bin").write_bytes(b"w" * 100)
+    (run / "t.txt").write_text("t")
+    assert storage.send(run / "t.txt", f"s3://{bucket}/run/t.txt") == 1
+    assert storage.send(run / "t.txt", f"s3://{bucket}/run/t.txt") == 0  # unchanged
+    assert storage.send(run / "m", f"s3://{bucket}/run/m") == 1
+    assert storage.portable(run / "m") == f"s3://{bucket}/run/m"
+    assert storage.portable(tmp_path / "plain") == str(tmp_path / "plain")
+    monkeypatch.setenv("INSTRUCTMIX_MIRROR", str(tmp_path / "node"))  # another machine
+    local = storage.on_this_node(f"s3://{bucket}/run/m")
+    assert local == str(tmp_path / "node" / "s3" / bucket / "run" / "m")
+    assert Path(local, "w.bin").read_bytes() == b"w" * 100
+    assert storage.fetch(f"s3://{bucket}/run/t.txt", tmp_path / "node" / "t.txt") == 1
+    assert storage.fetch(f"s3://{bucket}/run/t.txt", tmp_path / "node" / "t.txt") == 0
+    with pytest.raises(storage.StorageError, match=f"s3://{bucket}/run/nope: not found"):
+        storage.on_this_node(f"s3://{bucket}/run/nope")
+
+
 def test_a_mirror_folder_maps_back_to_its_uri(s3_env, tmp_path):
     folder = storage.mirror_of("s3://b/runs/one") / "train" / "ray_results"
     assert folder.is_relative_to(tmp_path / "mirror")
