@@ -3,6 +3,8 @@
 - Offline by default: `HF_HUB_OFFLINE=1` unless the user set it (`HF_HUB_OFFLINE=0` allows
   hub downloads); tokenizers without their own thread pool; no Ray Data progress bars (off
   a terminal they re-print for as long as the driver lives; stages log their own lines).
+- The driver's glibc malloc keeps 2 arenas (`prepare`; a `MALLOC_ARENA_MAX` the user set
+  wins): with glibc's default, its memory grew with every Ray task run.
 - `worker_env()` is what Ray workers get (the job's runtime env, Ray Train workers, Tune
   trials): the same variables, plus the fault-injection variables below and where object
   storage is (`STORAGE_PLACE`) when set. Credentials are not forwarded: workers take them
