@@ -1,0 +1,125 @@
+"""Where the driver's memory goes during pool ingest: its private memory (RSS minus shared
+pages) after each step of `data.ingest`, at given pool sizes and output block sizes, each
+in a fresh process with its own local Ray instance.
+
+Steps (as bench/pool_scale.py runs them, on the same synthetic pool):
+  count     lines counted per byte range (the first Ray Data run of the process)
+  ingest    read, validate, hash-partitioned dedupe; the outcome materialized (one block per
+            dedupe partition, cut at `--block-mb`)
+  rejected  rejected rows streamed to a JSONL file in (file, line) order (`--sort-rows` rows
+            sorted at a time in the driver)
+  counted   accepted rows counted per category
+Each step prints the memory now and the peak so far, in MB above the driver's once Ray is up.
+The summary prints, per pool size, the ingest step's growth at the largest block size over
+that at the smallest, and its growth per output block. Sizes run in the given order, then
+reversed on odd repeats.
+
+    python bench/driver_phases.py [--rows 10000 1000000] [--block-mb 8 32] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pool_scale import WorkerPeak, _private, make_pool  # noqa: E402
+
+
+def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
+    from instructmix.runtime import prepare
+
+    prepare()
+    import psutil
+    import ray
+
+    from instructmix.cluster import ensure_ray
+    from instructmix.config import PoolConfig, SourceConfig
+    from instructmix.data import ingest
+    from instructmix.data.read import source_items
+
+    ingest.BLOCK_BYTES = block_mb << 20
+    make_pool(folder, rows)
+    ensure_ray(num_cpus=2)
+    me = psutil.Process()
+    base, watch, steps = _private(me.memory_info()), WorkerPeak(), {}
+
+    def mark(step: str) -> None:
+        gc.collect()
+        steps[step] = {"now_mb": round((_private(me.memory_info()) - base) / 2**20, 1),
+                       "peak_mb": round((watch.driver_private - base) / 2**20, 1)}
+
+    items = source_items([SourceConfig(path=str(folder))], 0)
+    tasks, lines = ingest.count(items, 32 << 20)
+    mark("count")
+    parsed = ingest.read_parsed(tasks, 20000, 4096, None)
+    ing = ingest.dedupe_and_tally(parsed, items, lines, sum(v or 0 for v in lines.values()),
+                                  PoolConfig().dedupe_rows)
+    mark("ingest")
+    with open(folder.parent / f"rejected-{rows}-{block_mb}.jsonl", "w") as out:
+        for r in ingest.rejected_records(ing, sort_rows=sort_rows):
+            out.write(json.dumps(r) + "\n")
+    mark("rejected")
+    ingest.merged_counts(ing.rows("accepted"), ["category"])
+    mark("counted")
+    blocks = ing.outcome.num_blocks()
+    watch.stop.set()
+    ray.shutdown()
+    return {"rows": rows, "block_mb": block_mb, "sort_rows": sort_rows, "blocks": blocks,
+            "read_tasks": len(tasks), "steps": steps}
+
+
+def main():
+    from instructmix.data.ingest import REJECTED_SORT_ROWS
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 1_000_000])
+    ap.add_argument("--block-mb", type=int, nargs="+", default=[8, 32])
+    ap.add_argument("--sort-rows", type=int, default=REJECTED_SORT_ROWS)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--data", default="/tmp/instructmix-pool-scale")
+    ap.add_argument("--child", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        rows, block_mb = args.child
+        print(json.dumps(child(rows, block_mb, args.sort_rows, Path(args.data) / str(rows))))
+        return
+    runs = list(itertools.product(args.rows, args.block_mb))
+    results = []
+    for rep in range(args.repeats):
+        for rows, block_mb in (runs if rep % 2 == 0 else runs[::-1]):
+            out = subprocess.run([sys.executable, __file__, "--child", str(rows), str(block_mb),
+                                  "--sort-rows", str(args.sort_rows), "--data", args.data],
+                                 capture_output=True, text=True,
+                                 env=dict(os.environ, RAY_DEDUP_LOGS="0"))
+            if out.returncode:
+                sys.exit(f"rows={rows} block_mb={block_mb} failed:\n{out.stderr[-3000:]}")
+            res = dict(json.loads(out.stdout.strip().splitlines()[-1]), repeat=rep)
+            results.append(res)
+            print(json.dumps(res), flush=True)
+    small, large = min(args.block_mb), max(args.block_mb)
+    for rows in args.rows:
+        def growth(mb, rows=rows):
+            rs = [r for r in results if r["rows"] == rows and r["block_mb"] == mb]
+            return [round(r["steps"]["ingest"]["now_mb"] - r["steps"]["count"]["now_mb"], 1)
+                    for r in rs], rs
+        (g_small, r_small), (g_large, r_large) = growth(small), growth(large)
+        fewer = r_small[0]["blocks"] - r_large[0]["blocks"]
+        per_block = (max(g_small) - max(g_large)) / fewer * 1024 if fewer > 0 else None
+        print(json.dumps({"rows": rows, "ingest_growth_mb": {small: g_small, large: g_large},
+                          "blocks": {small: r_small[0]["blocks"], large: r_large[0]["blocks"]},
+                          "ratio_ingest_growth_large_over_small_blocks": round(
+                              max(g_large) / max(0.1, max(g_small)), 2),
+                          "kb_per_output_block": per_block and round(per_block)}))
+
+
+if __name__ == "__main__":
+    main()
