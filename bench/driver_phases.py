@@ -23,15 +23,13 @@ import argparse
 import gc
 import itertools
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pool_scale import WorkerPeak, _private, make_pool  # noqa: E402
+from pool_scale import WorkerPeak, _private, in_fresh_process, make_pool  # noqa: E402
 
 
 def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
@@ -96,13 +94,9 @@ def main():
     results = []
     for rep in range(args.repeats):
         for rows, block_mb in (runs if rep % 2 == 0 else runs[::-1]):
-            out = subprocess.run([sys.executable, __file__, "--child", str(rows), str(block_mb),
-                                  "--sort-rows", str(args.sort_rows), "--data", args.data],
-                                 capture_output=True, text=True,
-                                 env=dict(os.environ, RAY_DEDUP_LOGS="0"))
-            if out.returncode:
-                sys.exit(f"rows={rows} block_mb={block_mb} failed:\n{out.stderr[-3000:]}")
-            res = dict(json.loads(out.stdout.strip().splitlines()[-1]), repeat=rep)
+            res = dict(in_fresh_process(__file__, "--child", str(rows), str(block_mb),
+                                        "--sort-rows", str(args.sort_rows), "--data",
+                                        args.data), repeat=rep)
             results.append(res)
             print(json.dumps(res), flush=True)
     small, large = min(args.block_mb), max(args.block_mb)

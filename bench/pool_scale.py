@@ -154,6 +154,16 @@ def child(rows: int, folder: Path, chunk_bytes: int) -> dict:
             "worker_private_mb": _largest(watch.private)}
 
 
+def in_fresh_process(script: str, *argv: str) -> dict:
+    """The JSON object a child run of `script` prints last; exits with its stderr if it
+    failed."""
+    out = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True,
+                         env=dict(os.environ, RAY_DEDUP_LOGS="0"))
+    if out.returncode:
+        sys.exit(f"{' '.join(argv)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
@@ -169,13 +179,8 @@ def main():
     results = []
     for rep in range(args.repeats):
         for rows in (args.rows if rep % 2 == 0 else args.rows[::-1]):
-            out = subprocess.run([sys.executable, __file__, "--child", str(rows), "--data",
-                                  args.data, "--chunk-mb", str(args.chunk_mb)],
-                                 capture_output=True, text=True,
-                                 env=dict(os.environ, RAY_DEDUP_LOGS="0"))
-            if out.returncode:
-                sys.exit(f"rows={rows} failed:\n{out.stderr[-3000:]}")
-            res = dict(json.loads(out.stdout.strip().splitlines()[-1]), repeat=rep)
+            res = dict(in_fresh_process(__file__, "--child", str(rows), "--data", args.data,
+                                        "--chunk-mb", str(args.chunk_mb)), repeat=rep)
             results.append(res)
             print(json.dumps(res), flush=True)
     small, large = min(args.rows), max(args.rows)
