@@ -4,8 +4,8 @@ in a fresh process with its own local Ray instance.
 
 Steps (as bench/pool_scale.py runs them, on the same synthetic pool):
   count     lines counted per byte range (the first Ray Data run of the process)
-  ingest    read, validate, hash-partitioned dedupe; the outcome materialized (one block per
-            dedupe partition, cut at `--block-mb`)
+  ingest    read, validate, hash-partitioned dedupe; the outcome materialized (one or more
+            blocks per dedupe partition, at most `--block-mb` each: `ingest.BLOCK_BYTES`)
   rejected  rejected rows streamed to a JSONL file in (file, line) order (`--sort-rows` rows
             sorted at a time in the driver)
   counted   accepted rows counted per category
@@ -26,8 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # pool_scale adds the repository
 
 from pool_scale import WorkerPeak, _private, in_fresh_process, make_pool  # noqa: E402
 
@@ -58,7 +57,7 @@ def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
     items = source_items([SourceConfig(path=str(folder))], 0)
     tasks, lines = ingest.count(items, 32 << 20)
     mark("count")
-    parsed = ingest.read_parsed(tasks, 20000, 4096, None)
+    parsed = ingest.read_parsed(tasks, max_chars=20000, block_rows=4096, marker=None)
     ing = ingest.dedupe_and_tally(parsed, items, lines, sum(v or 0 for v in lines.values()),
                                   PoolConfig().dedupe_rows)
     mark("ingest")
@@ -101,18 +100,19 @@ def main():
             print(json.dumps(res), flush=True)
     small, large = min(args.block_mb), max(args.block_mb)
     for rows in args.rows:
-        def growth(mb, rows=rows):
-            rs = [r for r in results if r["rows"] == rows and r["block_mb"] == mb]
-            return [round(r["steps"]["ingest"]["now_mb"] - r["steps"]["count"]["now_mb"], 1)
-                    for r in rs], rs
-        (g_small, r_small), (g_large, r_large) = growth(small), growth(large)
-        fewer = r_small[0]["blocks"] - r_large[0]["blocks"]
-        per_block = (max(g_small) - max(g_large)) / fewer * 1024 if fewer > 0 else None
-        print(json.dumps({"rows": rows, "ingest_growth_mb": {small: g_small, large: g_large},
-                          "blocks": {small: r_small[0]["blocks"], large: r_large[0]["blocks"]},
+        growth, blocks = {}, {}
+        for r in results:
+            if r["rows"] == rows:
+                steps = r["steps"]
+                growth.setdefault(r["block_mb"], []).append(
+                    round(steps["ingest"]["now_mb"] - steps["count"]["now_mb"], 1))
+                blocks[r["block_mb"]] = r["blocks"]
+        fewer = blocks[small] - blocks[large]
+        per_block = (max(growth[small]) - max(growth[large])) / fewer * 1024 if fewer else None
+        print(json.dumps({"rows": rows, "ingest_growth_mb": growth, "blocks": blocks,
                           "ratio_ingest_growth_large_over_small_blocks": round(
-                              max(g_large) / max(0.1, max(g_small)), 2),
-                          "kb_per_output_block": per_block and round(per_block)}))
+                              max(growth[large]) / max(0.1, max(growth[small])), 2),
+                          "kb_per_output_block": None if per_block is None else round(per_block)}))
 
 
 if __name__ == "__main__":
