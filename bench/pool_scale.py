@@ -2,13 +2,16 @@
 workers, each size in a fresh process with its own local Ray instance.
 
 Measured: the ingest half of the pool stage (`data.ingest`: count lines, read and validate
-in byte ranges, hash-partitioned dedupe, per-file counts, rejected rows streamed to a JSONL
-file, accepted rows counted per category). Embedding is left out: it costs the same per row
+in byte ranges, hash-partitioned dedupe with every row written to Parquet files, per-file
+counts, rejected rows streamed to a JSONL file, accepted rows counted per category; the last
+three read the files back). Embedding is left out: it costs the same per row
 at every pool size and is measured by bench/pool_throughput.py (and sized per GPU in
 docs/SCALE.md). The pool is a synthetic Alpaca set in 3 files (50 / 30 / 20 % of the rows)
 with blank lines, malformed rows and duplicate ids.
 
-Driver memory: peak RSS of the driver process minus its RSS once Ray is up (`growth`; RSS
+Object store: the largest use of Ray's object store on the node (`ray memory --stats-only`,
+sampled every second). Driver memory: peak RSS of the driver process minus its RSS once Ray
+is up (`growth`; RSS
 counts the object-store pages the driver maps), and the same for its private memory
 (sampled every 0.2 s: `private_growth`);
 worker memory: the largest RSS any Ray worker reached (sampled every 0.2 s), and the largest
@@ -23,9 +26,11 @@ increasing, then decreasing order when --repeats is 2 or more.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
+import re
 import resource
 import subprocess
 import sys
@@ -76,13 +81,20 @@ class WorkerPeak:
 
         self.me, self.stop = psutil.Process(), threading.Event()
         self.peaks, self.private = {}, {}
-        self.driver_private = 0
+        self.driver_private = self.store_mb = 0
         threading.Thread(target=self._poll, daemon=True).start()
 
     def _poll(self):
         import psutil
+        from ray._private.internal_api import memory_summary  # `ray memory --stats-only`
 
-        while not self.stop.is_set():
+        for tick in itertools.count():
+            if self.stop.is_set():
+                return
+            if tick % 5 == 0:  # once a second: the object store's use, spilled bytes apart
+                used = re.search(r"Plasma memory usage (\d+) MiB", memory_summary(
+                    stats_only=True))
+                self.store_mb = max(self.store_mb, int(used.group(1)) if used else 0)
             self.driver_private = max(self.driver_private, _private(self.me.memory_info()))
             for p in self.me.children(recursive=True):
                 try:
@@ -129,7 +141,8 @@ def child(rows: int, folder: Path, chunk_bytes: int) -> dict:
     t0 = time.perf_counter()
     items = source_items([SourceConfig(path=str(folder))], 0)  # the 3 pool files only
     ing = ingest(items, max_chars=20000, chunk_bytes=chunk_bytes, block_rows=4096,
-                 dedupe_rows=PoolConfig().dedupe_rows)
+                 dedupe_rows=PoolConfig().dedupe_rows,
+                 folder=str(folder.parent / f"outcome-{rows}"))
     n_rejected = 0
     with open(folder.parent / f"rejected-{rows}.jsonl", "w") as out:
         for r in rejected_records(ing):
@@ -150,6 +163,7 @@ def child(rows: int, folder: Path, chunk_bytes: int) -> dict:
             "driver_growth_mb": round((peak - base) / 2**20),
             "driver_private_growth_mb": round((watch.driver_private - base_private) / 2**20),
             "chunk_mb": chunk_bytes >> 20,
+            "object_store_peak_mb": watch.store_mb,
             "worker_rss_mb": _largest(watch.peaks),
             "worker_private_mb": _largest(watch.private)}
 
