@@ -4,15 +4,14 @@ in a fresh process with its own local Ray instance.
 
 Steps (as bench/pool_scale.py runs them, on the same synthetic pool):
   count     lines counted per byte range (the first Ray Data run of the process)
-  ingest    read, validate, hash-partitioned dedupe; the outcome written to Parquet files
-            (one or more per dedupe partition, blocks of at most `--block-mb` each:
-            `ingest.BLOCK_BYTES`) and counted per file and status, read back
-  rejected  rejected rows read back and streamed to a JSONL file in (file, line) order
-            (`--sort-rows` rows sorted at a time in the driver)
-  counted   accepted rows read back and counted per category
+  ingest    read, validate, hash-partitioned dedupe; the outcome materialized (one or more
+            blocks per dedupe partition, at most `--block-mb` each: `ingest.BLOCK_BYTES`)
+  rejected  rejected rows streamed to a JSONL file in (file, line) order (`--sort-rows` rows
+            sorted at a time in the driver)
+  counted   accepted rows counted per category
 Each step prints the memory now and the peak so far, in MB above the driver's once Ray is up.
 The summary prints, per pool size, the ingest step's growth at the largest block size over
-that at the smallest, and its growth per output file. Sizes run in the given order, then
+that at the smallest, and its growth per output block. Sizes run in the given order, then
 reversed on odd repeats.
 
     python bench/driver_phases.py [--rows 10000 1000000] [--block-mb 8 32] [--repeats 1]
@@ -60,8 +59,7 @@ def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
     mark("count")
     parsed = ingest.read_parsed(tasks, max_chars=20000, block_rows=4096, marker=None)
     ing = ingest.dedupe_and_tally(parsed, items, lines, sum(v or 0 for v in lines.values()),
-                                  PoolConfig().dedupe_rows,
-                                  str(folder.parent / f"outcome-{rows}-{block_mb}"))
+                                  PoolConfig().dedupe_rows)
     mark("ingest")
     with open(folder.parent / f"rejected-{rows}-{block_mb}.jsonl", "w") as out:
         for r in ingest.rejected_records(ing, sort_rows=sort_rows):
@@ -69,9 +67,10 @@ def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
     mark("rejected")
     ingest.merged_counts(ing.rows("accepted"), ["category"])
     mark("counted")
+    blocks = ing.outcome.num_blocks()
     watch.stop.set()
     ray.shutdown()
-    return {"rows": rows, "block_mb": block_mb, "sort_rows": sort_rows, "files": ing.files,
+    return {"rows": rows, "block_mb": block_mb, "sort_rows": sort_rows, "blocks": blocks,
             "read_tasks": len(tasks), "steps": steps}
 
 
@@ -101,19 +100,19 @@ def main():
             print(json.dumps(res), flush=True)
     small, large = min(args.block_mb), max(args.block_mb)
     for rows in args.rows:
-        growth, files = {}, {}
+        growth, blocks = {}, {}
         for r in results:
             if r["rows"] == rows:
                 steps = r["steps"]
                 growth.setdefault(r["block_mb"], []).append(
                     round(steps["ingest"]["now_mb"] - steps["count"]["now_mb"], 1))
-                files[r["block_mb"]] = r["files"]
-        fewer = files[small] - files[large]
-        per_file = (max(growth[small]) - max(growth[large])) / fewer * 1024 if fewer else None
-        print(json.dumps({"rows": rows, "ingest_growth_mb": growth, "files": files,
+                blocks[r["block_mb"]] = r["blocks"]
+        fewer = blocks[small] - blocks[large]
+        per_block = (max(growth[small]) - max(growth[large])) / fewer * 1024 if fewer else None
+        print(json.dumps({"rows": rows, "ingest_growth_mb": growth, "blocks": blocks,
                           "ratio_ingest_growth_large_over_small_blocks": round(
                               max(growth[large]) / max(0.1, max(growth[small])), 2),
-                          "kb_per_output_file": None if per_file is None else round(per_file)}))
+                          "kb_per_output_block": None if per_block is None else round(per_block)}))
 
 
 if __name__ == "__main__":

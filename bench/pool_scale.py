@@ -2,18 +2,16 @@
 workers, each size in a fresh process with its own local Ray instance.
 
 Measured: the ingest half of the pool stage (`data.ingest`: count lines, read and validate
-in byte ranges, hash-partitioned dedupe with every row written to Parquet files, per-file
-counts, rejected rows streamed to a JSONL file, accepted rows counted per category; the last
-three read the files back). Embedding is left out: it costs the same per row
+in byte ranges, hash-partitioned dedupe, per-file counts, rejected rows streamed to a JSONL
+file, accepted rows counted per category). Embedding is left out: it costs the same per row
 at every pool size and is measured by bench/pool_throughput.py (and sized per GPU in
 docs/SCALE.md). The pool is a synthetic Alpaca set in 3 files (50 / 30 / 20 % of the rows)
 with blank lines, malformed rows and duplicate ids.
 
 Object store: the largest use of Ray's object store on the node (`ray memory --stats-only`,
 sampled every second). Driver memory: peak RSS of the driver process minus its RSS once Ray
-is up (`growth`; RSS
-counts the object-store pages the driver maps), and the same for its private memory
-(sampled every 0.2 s: `private_growth`);
+is up (`growth`; RSS counts the object-store pages the driver maps), and the same for its
+private memory (sampled every 0.2 s: `private_growth`);
 worker memory: the largest RSS any Ray worker reached (sampled every 0.2 s), and the largest
 private part of it (RSS minus shared pages: the object-store pages a worker maps are shared
 memory, counted once in the object store, not per worker). The ratios printed are the
@@ -141,8 +139,7 @@ def child(rows: int, folder: Path, chunk_bytes: int) -> dict:
     t0 = time.perf_counter()
     items = source_items([SourceConfig(path=str(folder))], 0)  # the 3 pool files only
     ing = ingest(items, max_chars=20000, chunk_bytes=chunk_bytes, block_rows=4096,
-                 dedupe_rows=PoolConfig().dedupe_rows,
-                 folder=str(folder.parent / f"outcome-{rows}"))
+                 dedupe_rows=PoolConfig().dedupe_rows)
     n_rejected = 0
     with open(folder.parent / f"rejected-{rows}.jsonl", "w") as out:
         for r in rejected_records(ing):

@@ -58,8 +58,6 @@ class POOL:
     rejected = _a("pool", "rejected.jsonl", "jsonl", "every rejected row: origin, kind, reason")
     stats = _a("pool", "stats.json", "json", "counts that add up, by kind, category, source")
     ground_truth = _a("pool", "ground_truth.json", "json", "planted relations (testbed)")
-    ingested = _a("pool", "ingested", "dir", "scratch: every row read with its status, per "
-                  "split, read back by the stage's passes; deleted when the stage ends")
 
 
 class MODEL:
@@ -138,7 +136,7 @@ class REPORT:
 
 
 # Folders Ray Train / Tune write themselves: in the bucket, not the mirror, when remote.
-RAY_STORAGE = (POOL.ingested, TRAIN.ray_results, PROBE.tune, POLICY.tune, COMPARE.tune)
+RAY_STORAGE = (TRAIN.ray_results, PROBE.tune, POLICY.tune, COMPARE.tune)
 GROUPS = (RUN, POOL, MODEL, PROBE, POLICY, SELECT, AUGMENT, TRAIN, EVAL, COMPARE, REPORT)
 ARTIFACTS = [a for group in GROUPS for a in vars(group).values() if isinstance(a, Artifact)]
 
@@ -347,15 +345,6 @@ class RunLayout:
         storage.push(self.root, self.uri, stages)
         if stage is not None and self.stage_dir(stage).is_dir():
             storage.push(self.stage_dir(stage), f"{self.uri}/{stage}", self._ray_folders(stage))
-
-    def remove(self, art: Artifact) -> None:
-        """Delete an artifact of this layout's stage (and its objects, when remote)."""
-        path = self.writable(art)
-        if path.is_dir():
-            shutil.rmtree(path)
-        path.unlink(missing_ok=True)
-        if self.uri:
-            storage.delete(storage.remote_of(path))
 
     def clear(self, stage: str) -> None:
         """Delete the stage folder (and its objects, Ray's included, when remote)."""

@@ -8,8 +8,7 @@ driver memory that does not grow with the number of rows.
    rows (Ray Data `repartition(keys=...)`: one block per partition; a pool of one
    partition is gathered into one task without a shuffle); within a partition the first
    row of an id by (file, line) wins and the others are rejected naming it. Rows rejected
-   while parsing are spread by their origin, not piled on the empty id. Every row, with its
-   status, goes to Parquet files in a scratch folder that each later pass reads back.
+   while parsing are spread by their origin, not piled on the empty id.
 4. Tally: every row read has one `status` ('accepted', 'blank', or its rejection kind);
    counts per (file, status) are made per block and merged (`merged_counts`). Per file,
    lines = not sampled + blank + accepted + rejected must hold, the lines counted in
@@ -29,7 +28,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 
 from instructmix.data import chunks
 from instructmix.data.read import count_lines, n_selected, plan_reads, read_range
@@ -54,9 +52,7 @@ REJECTED_COLUMNS = ["order", "origin", "source", "id", "kind", "error", "raw_tex
 
 @dataclass
 class Ingested:
-    folder: str = ""  # Parquet files of every row read, with `status` (bucket path if remote)
-    filesystem: object = None  # pyarrow file system of `folder` (None: local)
-    files: int = 0  # Parquet files in `folder`
+    outcome: object  # materialized dataset: every row read, with `status`
     read: int = 0  # rows read (blank lines are not rows)
     blank: int = 0
     by_status: dict = field(default_factory=dict)
@@ -70,15 +66,6 @@ class Ingested:
     @property
     def rejected_by_reason(self) -> dict:
         return {k: v for k, v in self.by_status.items() if k not in ("accepted", "blank")}
-
-    @property
-    def outcome(self):
-        """Every row read, with `status`: read back from `folder` for each pass (lazily)."""
-        import ray.data
-
-        if not self.files:  # no row was read
-            return ray.data.from_items([])
-        return read_files(self.folder, self.filesystem)
 
     def rows(self, which: str):
         """'accepted' or 'rejected' rows, lazily."""
@@ -178,12 +165,9 @@ def number_lines(counted: list[dict]) -> tuple[list[dict], dict]:
 
 
 def dedupe_and_tally(parsed, items: list[dict], lines: dict, expected_rows: int,
-                     dedupe_rows: int, folder: str, filesystem=None) -> Ingested:
+                     dedupe_rows: int) -> Ingested:
     """Every parsed row gets its status; duplicate ids are found on hash partitions of
-    about `dedupe_rows` rows (one partition for a small pool: no shuffle). The rows are
-    written to Parquet files in `folder` (emptied first) and read back by each later pass:
-    a materialized dataset kept Ray's record of each of its blocks in the driver, which
-    grew with the pool (see DECISIONS)."""
+    about `dedupe_rows` rows (one partition for a small pool: no shuffle)."""
     from ray.data.context import ShuffleStrategy
 
     partitions = max(1, -(-expected_rows // dedupe_rows))
@@ -200,38 +184,13 @@ def dedupe_and_tally(parsed, items: list[dict], lines: dict, expected_rows: int,
     outcome.context.shuffle_input_batch_bytes = max(SHUFFLE_MAP_BYTES,
                                                     partitions * MIN_SHARD_BYTES)
     outcome.context.target_max_block_size = BLOCK_BYTES
-    where = {"folder": folder, "filesystem": filesystem,
-             "files": write_fresh(outcome, folder, filesystem)}
-    counts = merged_counts(Ingested(**where).outcome, ["file", "status", "category"])
-    ing = _tally([{"file": f, "status": st, "count()": n} for (f, st, _), n in counts.items()],
-                 items, lines, **where)
+    outcome = outcome.materialize()
+    counts = merged_counts(outcome, ["file", "status", "category"])
+    ing = _tally(outcome, [{"file": f, "status": st, "count()": n}
+                           for (f, st, _), n in counts.items()], items, lines)
     ing.uncategorised = sum(n for (_, st, c), n in counts.items()
                             if st == "accepted" and c == "")
     return ing
-
-
-def write_fresh(ds, folder: str, filesystem=None) -> int:
-    """`ds` as the only Parquet files in `folder` (emptied first: an earlier attempt's files
-    go); returns how many files were written (none for no rows)."""
-    fs = filesystem or pafs.LocalFileSystem()
-    fs.create_dir(folder, recursive=True)
-    fs.delete_dir_contents(folder)
-    ds.write_parquet(folder, filesystem=filesystem)
-    return len(fs.get_file_info(pafs.FileSelector(folder)))
-
-
-def read_files(folder: str, filesystem=None):
-    """Parquet files -> a lazy dataset, on Ray Data's first Parquet reader: Ray 2.60's default
-    (`ReadFilesParquetV2`) grew a read task to 1 GB private memory on 20 files of 50,000
-    rows, against 0.23 GB with this one (see DECISIONS)."""
-    import ray.data
-
-    ctx = ray.data.DataContext.get_current()
-    default, ctx.use_datasource_v2 = ctx.use_datasource_v2, False
-    try:  # the reader is chosen here, when the plan is made
-        return ray.data.read_parquet(folder, filesystem=filesystem)
-    finally:
-        ctx.use_datasource_v2 = default
 
 
 def _block_counts(batch: dict, keys: list[str], total: str | None) -> dict:
@@ -264,8 +223,7 @@ def merged_counts(ds, keys: list[str], total: str | None = None) -> dict:
     return {k: (n, sums[k]) if total else n for k, n in rows.items()}
 
 
-def _tally(tallies: list[dict], items: list[dict], lines: dict, **where) -> Ingested:
-    """The counts per file and status -> `Ingested` (of the files `where` names)."""
+def _tally(outcome, tallies: list[dict], items: list[dict], lines: dict) -> Ingested:
     by_status, per_file = Counter(), {}
     counts: dict[str, Counter] = defaultdict(Counter)
     for t in tallies:
@@ -286,24 +244,22 @@ def _tally(tallies: list[dict], items: list[dict], lines: dict, **where) -> Inge
             "rejected": rows - c["blank"] - c["accepted"],
             "adds_up": total == (total - kept) + rows}
     read = sum(by_status.values()) - by_status["blank"]
-    return Ingested(**where, read=read, blank=by_status["blank"], by_status=dict(by_status),
-                    per_file=per_file)
+    return Ingested(outcome, read, by_status["blank"], dict(by_status), per_file)
 
 
 def ingest(items: list[dict], max_chars: int, chunk_bytes: int, block_rows: int,
-           dedupe_rows: int, folder: str, filesystem=None,
-           marker: dict | None = None) -> Ingested:
-    """Files of `items` (`read.source_items`) -> `Ingested`, its rows written to `folder`."""
+           dedupe_rows: int, marker: dict | None = None) -> Ingested:
+    """Files of `items` (`read.source_items`) -> `Ingested`."""
     tasks, lines = count(items, chunk_bytes)
     expected = sum(v or 0 for v in lines.values())
     log.info("pool: %d files, %d lines counted, %d read tasks", len(items), expected,
              len(tasks))
     return dedupe_and_tally(read_parsed(tasks, max_chars, block_rows, marker), items, lines,
-                            expected, dedupe_rows, folder, filesystem)
+                            expected, dedupe_rows)
 
 
-def ingest_records(records: list[dict], max_chars: int, dedupe_rows: int, folder: str,
-                   filesystem=None, marker: dict | None = None) -> Ingested:
+def ingest_records(records: list[dict], max_chars: int, dedupe_rows: int,
+                   marker: dict | None = None) -> Ingested:
     """Rows made in the driver (the testbed), as records with `raw` JSON bytes."""
     import ray.data
 
@@ -319,7 +275,7 @@ def ingest_records(records: list[dict], max_chars: int, dedupe_rows: int, folder
                             batch_size=1024)
     lines = Counter(r["file"] for r in records)
     items = [{"path": f, "every": 1, "offset": 0, "limit": 0} for f in sorted(lines)]
-    return dedupe_and_tally(ds, items, lines, len(records), dedupe_rows, folder, filesystem)
+    return dedupe_and_tally(ds, items, lines, len(records), dedupe_rows)
 
 
 def rejected_records(ing: Ingested, split: str | None = None,
@@ -375,8 +331,6 @@ def _every_nth(batch: dict, every: int) -> dict:
 
 
 def first_reasons(ing: Ingested, n: int = 3) -> list[str]:
-    if not ing.files:
-        return []
     return [r["reason"] for r in ing.rows("rejected").select_columns(["error"]).rename_columns(
         {"error": "reason"}).take(n)]
 

@@ -33,9 +33,7 @@ from instructmix.data.ingest import (
     ingest,
     ingest_records,
     merged_counts,
-    read_files,
     rejected_records,
-    write_fresh,
 )
 from instructmix.data.read import ORDER_STRIDE, source_items
 from instructmix.layout import POOL, RunLayout
@@ -57,16 +55,12 @@ def _testbed_records(cfg: RunConfig) -> tuple[list[dict], list[dict]]:
     return records(train, 0), records(evals, 1)
 
 
-def _ingest(cfg: RunConfig, layout: RunLayout, split: str, items, records,
-            marker=None) -> Ingested:
-    """The split's rows, their outcome written under `POOL.ingested` (on a remote run,
-    straight to the bucket: any node's tasks read it back)."""
+def _ingest(cfg: RunConfig, items, records, marker=None) -> Ingested:
     pc = cfg.pool
-    folder, fs = ray_storage(layout.writable(POOL.ingested) / split)
     if records is not None:
-        return ingest_records(records, pc.max_chars, pc.dedupe_rows, folder, fs, marker)
+        return ingest_records(records, pc.max_chars, pc.dedupe_rows, marker)
     return ingest(items, pc.max_chars, pc.chunk_bytes, pc.block_rows, pc.dedupe_rows,
-                  folder, fs, marker)
+                  marker)
 
 
 def _finalise(batch: dict) -> dict:
@@ -140,21 +134,18 @@ def _embed(cfg: RunConfig, accepted, n_accepted: int):
     )
 
 
-def _reread(ds, folder):
-    """`ds` written to Parquet in `folder` (None: already there), as a dataset read back from
-    there by any node (a remote run's folder: from the bucket). Stands in for
-    `materialize()`, whose record of every block stayed in the driver."""
-    path, fs = ray_storage(folder)
-    if ds is not None:
-        write_fresh(ds, path, fs)
-    return read_files(path, fs)
+def _counts(layout: RunLayout) -> tuple[dict, dict]:
+    """Items and tokens per category, rows per source, from the shards written (three columns
+    read back by tasks on any node): materialized for this count instead, the whole embedded
+    pool stayed in Ray's object store (an embedding alone is 1.5 KB)."""
+    import ray.data
 
-
-def _counts(final) -> tuple[dict, dict]:
-    """Items and tokens per category, rows per source."""
+    path, fs = ray_storage(layout.path(POOL.shards))
+    shards = ray.data.read_parquet(path, filesystem=fs, columns=["category", "source",
+                                                                 "n_tokens"])
     per_category: dict = {}
     per_source: Counter = Counter()
-    for (c, s), (n, t) in sorted(merged_counts(final, ["category", "source"], "n_tokens")
+    for (c, s), (n, t) in sorted(merged_counts(shards, ["category", "source"], "n_tokens")
                                  .items()):
         cat = per_category.setdefault(c, {"items": 0, "tokens": 0})
         cat["items"], cat["tokens"] = cat["items"] + n, cat["tokens"] + t
@@ -169,7 +160,7 @@ def _train_split(cfg: RunConfig, layout: RunLayout, items, records, eval_rows) -
     dc = cfg.pool.decontamination
     grams, counts = decontam.build_index(eval_rows, dc.ngram) if dc.enabled else (None, None)
     marker = None if grams is None else decontam.marker(grams, dc.pool_text)
-    ing = _ingest(cfg, layout, "train", items, records, marker)
+    ing = _ingest(cfg, items, records, marker)
     if ing.accepted == 0:
         raise ValueError(f"pool: none of {ing.read} rows was accepted; first reasons: "
                          f"{first_reasons(ing)}")
@@ -179,14 +170,14 @@ def _train_split(cfg: RunConfig, layout: RunLayout, items, records, eval_rows) -
     n_uncategorised = ing.uncategorised
     embedded = _embed(cfg, accepted, ing.accepted)
     fitted_on = 0
-    if n_uncategorised:  # k-means passes over the embeddings twice: they are kept as files
+    if n_uncategorised:
         embedded, fitted_on = _assign_categories(
-            _reread(embedded, layout.writable(POOL.ingested) / "embedded"),
-            cfg.pool.num_clusters, cfg.seed, n_uncategorised, cfg.pool.kmeans_sample)
+            embedded.materialize(), cfg.pool.num_clusters, cfg.seed, n_uncategorised,
+            cfg.pool.kmeans_sample)
     final = embedded.map_batches(_finalise, batch_format="numpy").drop_columns(["order"])
     written = layout.write_dataset(POOL.shards, final)  # counted in the files
     log.info("pool: embedded and written in %.1f s", time.time() - t0)
-    per_category, per_source = _counts(_reread(None, layout.path(POOL.shards)))
+    per_category, per_source = _counts(layout)
     return {"ingested": ing, "written": written, "kmeans": n_uncategorised,
             "kmeans_fitted_on": fitted_on, "per_category": per_category,
             "per_source": per_source,
@@ -199,8 +190,7 @@ def _eval_split(cfg: RunConfig, layout: RunLayout, items, records) -> dict:
     rows: list[dict] = []
     ing = None
     if items or records:
-        ing = _ingest(cfg, layout, "eval", items, records)
-    if ing is not None and ing.accepted:
+        ing = _ingest(cfg, items, records)
         rows = (ing.rows("accepted").map_batches(_finalise, batch_format="numpy")
                 .drop_columns(["order"]).take_all())
         for r in rows:  # else every source (and scorer) would share the category ""
@@ -259,7 +249,6 @@ def run_pool(cfg: RunConfig, layout: RunLayout) -> dict:
     if not stats["counts_add_up"]:
         raise RuntimeError(f"pool accounting does not add up: {stats}")
     layout.write_json(POOL.stats, stats, indent=2)
-    layout.remove(POOL.ingested)
     log.info("pool: read %d, accepted %d, rejected %d (%s)", stats["read"], stats["accepted"],
              stats["rejected"], stats["rejected_by_reason"])
     return {k: stats[k] for k in ("read", "accepted", "rejected")}
