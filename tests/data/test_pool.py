@@ -1,6 +1,7 @@
 """The pool stage on a real local Ray instance."""
 
 import json
+from collections import Counter
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -49,6 +50,14 @@ def _run(tmp_path, sources, name="run", **pool):
     stats = json.loads((out / "stats.json").read_text())
     rejected = [json.loads(x) for x in (out / "rejected.jsonl").read_text().splitlines()]
     accepted = pq.read_table(out / "shards").to_pylist()
+    # the per-category and per-source counts are those of the shard files
+    items, tokens = Counter(), Counter()
+    for r in accepted:
+        items[r["category"]] += 1
+        tokens[r["category"]] += r["n_tokens"]
+    assert stats["per_category"] == {c: {"items": items[c], "tokens": tokens[c]}
+                                     for c in items}
+    assert stats["per_source"] == Counter(r["source"] for r in accepted)
     return summary, stats, rejected, accepted
 
 
