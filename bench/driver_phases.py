@@ -9,7 +9,9 @@ Steps (as bench/pool_scale.py runs them, on the same synthetic pool):
   rejected  rejected rows streamed to a JSONL file in (file, line) order (`--sort-rows` rows
             sorted at a time in the driver)
   counted   accepted rows counted per category
-Each step prints the memory now and the peak so far, in MB above the driver's once Ray is up.
+  dropped   the outcome released (what Ray keeps per block of it: references, lineage)
+Each step prints the memory now and the peak so far, in MB above the driver's once Ray is up,
+and glibc's heap (`malloc_info`, all arenas) in the same terms: in use, and freed but kept.
 The summary prints, per pool size, the ingest step's growth at the largest block size over
 that at the smallest, and its growth per output block. Sizes run in the given order, then
 reversed on odd repeats.
@@ -20,15 +22,36 @@ reversed on odd repeats.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import itertools
 import json
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # pool_scale adds the repository
 
 from pool_scale import WorkerPeak, _private, in_fresh_process, make_pool  # noqa: E402
+
+
+def malloc_heap() -> tuple[int, int]:
+    """glibc's heap over all arenas (`malloc_info`): bytes in use, bytes freed but kept."""
+    libc = ctypes.CDLL("libc.so.6")
+    libc.fopen.restype = ctypes.c_void_p
+    libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    libc.fclose.argtypes = [ctypes.c_void_p]
+    with tempfile.NamedTemporaryFile("r", suffix=".xml") as f:
+        out = libc.fopen(f.name.encode(), b"w")
+        libc.malloc_info(0, out)
+        libc.fclose(out)
+        totals = f.read().rsplit("</heap>", 1)[-1]  # the lines after the last arena's
+    free = sum(int(n) for n in re.findall(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"',
+                                          totals))
+    system = int(re.search(r'<system type="current" size="(\d+)"', totals).group(1))
+    return system - free, free
 
 
 def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
@@ -47,12 +70,17 @@ def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
     make_pool(folder, rows)
     ensure_ray(num_cpus=2)
     me = psutil.Process()
-    base, watch, steps = _private(me.memory_info()), WorkerPeak(), {}
+    gc.collect()
+    base, (used0, free0) = _private(me.memory_info()), malloc_heap()
+    watch, steps = WorkerPeak(), {}
 
     def mark(step: str) -> None:
         gc.collect()
+        used, free = malloc_heap()
         steps[step] = {"now_mb": round((_private(me.memory_info()) - base) / 2**20, 1),
-                       "peak_mb": round((watch.driver_private - base) / 2**20, 1)}
+                       "peak_mb": round((watch.driver_private - base) / 2**20, 1),
+                       "malloc_used_mb": round((used - used0) / 2**20, 1),
+                       "malloc_free_mb": round((free - free0) / 2**20, 1)}
 
     items = source_items([SourceConfig(path=str(folder))], 0)
     tasks, lines = ingest.count(items, 32 << 20)
@@ -68,6 +96,8 @@ def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
     ingest.merged_counts(ing.rows("accepted"), ["category"])
     mark("counted")
     blocks = ing.outcome.num_blocks()
+    del ing, parsed
+    mark("dropped")
     watch.stop.set()
     ray.shutdown()
     return {"rows": rows, "block_mb": block_mb, "sort_rows": sort_rows, "blocks": blocks,
