@@ -1,8 +1,9 @@
 """The process environment every stage and Ray worker runs with, set in one place.
 
 - Offline by default: `HF_HUB_OFFLINE=1` unless the user set it (`HF_HUB_OFFLINE=0` allows
-  hub downloads); tokenizers without their own thread pool; no Ray Data progress bars (off
-  a terminal they re-print for as long as the driver lives; stages log their own lines).
+  hub downloads); tokenizers without their own thread pool; no Ray Data progress bars
+  (stages log their own lines; the pool stage turns Ray Data's on for its long runs, and
+  off a terminal it is logged once a minute: `cluster.with_progress`).
 - The driver's glibc malloc keeps 2 arenas (`prepare`; a `MALLOC_ARENA_MAX` the user set
   wins): with glibc's default, its memory grew with every Ray task run.
 - `worker_env()` is what Ray workers get (the job's runtime env, Ray Train workers, Tune
@@ -20,7 +21,7 @@ import ctypes
 import os
 
 DEFAULTS = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
-            "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+            "RAY_DATA_DISABLE_PROGRESS_BARS": "1", "RAY_DATA_NON_TTY_PROGRESS_LOG_INTERVAL": "60"}
 FAIL_TRIAL = "INSTRUCTMIX_FAIL_TRIAL"
 FAIL_AT_STEP = "INSTRUCTMIX_FAIL_AT_STEP"
 DRIVER_MALLOC_ARENAS = 2  # this process only: Ray's workers keep glibc's default

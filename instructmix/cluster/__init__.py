@@ -39,8 +39,9 @@ def dashboard_url(url: str) -> str:
 
 
 def quiet_progress() -> None:
-    """No Ray Data progress bars: off a terminal they re-print every few seconds for as
-    long as the driver lives. Stages log their own progress lines instead."""
+    """No Ray Data progress by default: off a terminal Ray logs a block of lines for every
+    dataset run, and most runs are short. Stages log their own lines, and turn Ray Data's on
+    for their long runs (`with_progress`)."""
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
@@ -48,6 +49,22 @@ def quiet_progress() -> None:
     ctx.enable_operator_progress_bars = False
     if hasattr(ctx, "enable_rich_progress_bars"):
         ctx.enable_rich_progress_bars = False
+
+
+def with_progress(ds, run):
+    """`run()`, a long run of `ds` (minutes to hours at scale), with Ray Data's progress on:
+    off a terminal, a few log lines every RAY_DATA_NON_TTY_PROGRESS_LOG_INTERVAL seconds
+    (`runtime`: 60) while it runs, nothing after; in a terminal, a bar. Off again after, for
+    `ds`, the datasets made from it (they share its context) and a dataset `run` returns."""
+    ctx = ds.context
+    ctx.enable_progress_bars = True
+    try:
+        out = run()
+    finally:
+        ctx.enable_progress_bars = False
+    if hasattr(out, "context"):  # materialize() copies the context
+        out.context.enable_progress_bars = False
+    return out
 
 
 def cluster_cpus() -> int:

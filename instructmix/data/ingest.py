@@ -29,6 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from instructmix.cluster import with_progress
 from instructmix.data import chunks
 from instructmix.data.read import count_lines, n_selected, plan_reads, read_range
 
@@ -184,7 +185,7 @@ def dedupe_and_tally(parsed, items: list[dict], lines: dict, expected_rows: int,
     outcome.context.shuffle_input_batch_bytes = max(SHUFFLE_MAP_BYTES,
                                                     partitions * MIN_SHARD_BYTES)
     outcome.context.target_max_block_size = BLOCK_BYTES
-    outcome = outcome.materialize()
+    outcome = with_progress(outcome, outcome.materialize)
     counts = merged_counts(outcome, ["file", "status", "category"])
     ing = _tally(outcome, [{"file": f, "status": st, "count()": n}
                            for (f, st, _), n in counts.items()], items, lines)

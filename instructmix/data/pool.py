@@ -23,7 +23,7 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 
-from instructmix.cluster import node_cpus, starvation_free_actors
+from instructmix.cluster import node_cpus, starvation_free_actors, with_progress
 from instructmix.config import RunConfig
 from instructmix.data import decontam, testbed
 from instructmix.data.embed import EmbedBatch
@@ -172,10 +172,10 @@ def _train_split(cfg: RunConfig, layout: RunLayout, items, records, eval_rows) -
     fitted_on = 0
     if n_uncategorised:
         embedded, fitted_on = _assign_categories(
-            embedded.materialize(), cfg.pool.num_clusters, cfg.seed, n_uncategorised,
-            cfg.pool.kmeans_sample)
+            with_progress(embedded, embedded.materialize), cfg.pool.num_clusters, cfg.seed,
+            n_uncategorised, cfg.pool.kmeans_sample)
     final = embedded.map_batches(_finalise, batch_format="numpy").drop_columns(["order"])
-    written = layout.write_dataset(POOL.shards, final)  # counted in the files
+    written = with_progress(final, lambda: layout.write_dataset(POOL.shards, final))
     log.info("pool: embedded and written in %.1f s", time.time() - t0)
     per_category, per_source = _counts(layout)
     return {"ingested": ing, "written": written, "kmeans": n_uncategorised,

@@ -1,11 +1,14 @@
 """The pool stage on a real local Ray instance."""
 
 import json
+import logging
+import re
 from collections import Counter
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import ray.data
 
 from instructmix.data.pool import run_pool
 from instructmix.layout import RunLayout
@@ -124,10 +127,22 @@ def test_parquet_mapping_and_kmeans_categories(ray_local, tmp_path):
     assert {r["category"] for r in accepted} == {"cluster-00", "cluster-01"}
 
 
-def test_json_array_file(ray_local, tmp_path):
+def test_json_array_file(ray_local, tmp_path, caplog):
     rows = [{"instruction": f"say {k}", "output": str(k)} for k in range(5)] + [{"x": 1}]
     (tmp_path / "rows.json").write_text(json.dumps(rows, indent=2))
-    _, stats, rejected, accepted = _run(tmp_path, [{"path": str(tmp_path / "rows.json")}])
+    ray_data_log = logging.getLogger("ray.data")  # it does not reach the root logger
+    ray_data_log.addHandler(caplog.handler)
+    try:
+        _, stats, rejected, accepted = _run(tmp_path, [{"path": str(tmp_path / "rows.json")}])
+        # Ray Data's progress (logged off a terminal, as here) for the stage's long runs: the
+        # ingest, the embedding, and (rows without categories) the k-means assignment and
+        # write; not for the short passes, nor for later runs
+        assert len(set(re.findall(r"Running Dataset: (\S+)", caplog.text))) == 3
+        caplog.clear()
+        ray.data.range(10).map_batches(lambda b: b).materialize()
+        assert "execution finished" in caplog.text and "Total Progress:" not in caplog.text
+    finally:
+        ray_data_log.removeHandler(caplog.handler)
     assert stats["read"] == 6 and len(accepted) == 5
     assert rejected[0]["origin"].endswith("rows.json:item6")
 
