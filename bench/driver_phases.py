@@ -11,7 +11,9 @@ Steps (as bench/pool_scale.py runs them, on the same synthetic pool):
   counted   accepted rows counted per category
   dropped   the outcome released (what Ray keeps per block of it: references, lineage)
 Each step prints the memory now and the peak so far, in MB above the driver's once Ray is up,
-and glibc's heap (`malloc_info`, all arenas) in the same terms: in use, and freed but kept.
+and in the same terms where it lies: glibc's heap (`malloc_info`, all arenas: in use, and
+freed but kept), chunks glibc mapped on their own, and Python's small-object arenas (and the
+objects in them).
 The summary prints, per pool size, the ingest step's growth at the largest block size over
 that at the smallest, and its growth per output block. Sizes run in the given order, then
 reversed on odd repeats.
@@ -26,6 +28,7 @@ import ctypes
 import gc
 import itertools
 import json
+import os
 import re
 import sys
 import tempfile
@@ -36,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # pool_scale adds the 
 from pool_scale import WorkerPeak, _private, in_fresh_process, make_pool  # noqa: E402
 
 
-def malloc_heap() -> tuple[int, int]:
-    """glibc's heap over all arenas (`malloc_info`): bytes in use, bytes freed but kept."""
+def malloc_heap() -> tuple[int, int, int]:
+    """glibc's heap over all arenas (`malloc_info`): bytes in use, bytes freed but kept, and
+    bytes in chunks glibc mapped on their own (large allocations, outside the arenas)."""
     libc = ctypes.CDLL("libc.so.6")
     libc.fopen.restype = ctypes.c_void_p
     libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
@@ -50,8 +54,27 @@ def malloc_heap() -> tuple[int, int]:
         totals = f.read().rsplit("</heap>", 1)[-1]  # the lines after the last arena's
     free = sum(int(n) for n in re.findall(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"',
                                           totals))
+    mapped = int(re.search(r'<total type="mmap" count="\d+" size="(\d+)"', totals).group(1))
     system = int(re.search(r'<system type="current" size="(\d+)"', totals).group(1))
-    return system - free, free
+    return system - free, free, mapped
+
+
+def pymalloc_arenas() -> tuple[int, int]:
+    """Python's small-object allocator (`sys._debugmallocstats`, mapped apart from glibc's
+    heap): bytes of its arenas, and bytes of objects in them."""
+    with tempfile.TemporaryFile("w+") as f:
+        saved = os.dup(2)
+        os.dup2(f.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        text = f.read()
+    arenas = re.search(r"(\d+) arenas \* (\d+) bytes/arena", text)
+    used = re.search(r"# bytes in allocated blocks\s+=\s+([\d,]+)", text)
+    return int(arenas.group(1)) * int(arenas.group(2)), int(used.group(1).replace(",", ""))
 
 
 def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
@@ -71,16 +94,21 @@ def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
     ensure_ray(num_cpus=2)
     me = psutil.Process()
     gc.collect()
-    base, (used0, free0) = _private(me.memory_info()), malloc_heap()
+    base, heap0, py0 = _private(me.memory_info()), malloc_heap(), pymalloc_arenas()
     watch, steps = WorkerPeak(), {}
+
+    def mb(now: int, then: int) -> float:
+        return round((now - then) / 2**20, 1)
 
     def mark(step: str) -> None:
         gc.collect()
-        used, free = malloc_heap()
-        steps[step] = {"now_mb": round((_private(me.memory_info()) - base) / 2**20, 1),
-                       "peak_mb": round((watch.driver_private - base) / 2**20, 1),
-                       "malloc_used_mb": round((used - used0) / 2**20, 1),
-                       "malloc_free_mb": round((free - free0) / 2**20, 1)}
+        (used, free, mapped), (arenas, objects) = malloc_heap(), pymalloc_arenas()
+        steps[step] = {"now_mb": mb(_private(me.memory_info()), base),
+                       "peak_mb": mb(watch.driver_private, base),
+                       "malloc_used_mb": mb(used, heap0[0]), "malloc_free_mb": mb(free, heap0[1]),
+                       "malloc_mapped_mb": mb(mapped, heap0[2]),
+                       "pymalloc_arenas_mb": mb(arenas, py0[0]),
+                       "pymalloc_objects_mb": mb(objects, py0[1])}
 
     items = source_items([SourceConfig(path=str(folder))], 0)
     tasks, lines = ingest.count(items, 32 << 20)
