@@ -117,9 +117,9 @@ def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
     ing = ingest.dedupe_and_tally(parsed, items, lines, sum(v or 0 for v in lines.values()),
                                   PoolConfig().dedupe_rows)
     mark("ingest")
-    with open(folder.parent / f"rejected-{rows}-{block_mb}.jsonl", "w") as out:
-        for r in ingest.rejected_records(ing, sort_rows=sort_rows):
-            out.write(json.dumps(r) + "\n")
+    with open(folder.parent / f"rejected-{rows}-{block_mb}.jsonl", "wb") as out:
+        for chunk in ingest.rejected_lines(ing, sort_rows=sort_rows):
+            out.write(chunk)
     mark("rejected")
     ingest.merged_counts(ing.rows("accepted"), ["category"])
     mark("counted")

@@ -126,7 +126,7 @@ def child(rows: int, folder: Path, chunk_bytes: int) -> dict:
 
     from instructmix.cluster import ensure_ray
     from instructmix.config import PoolConfig, SourceConfig
-    from instructmix.data.ingest import ingest, merged_counts, rejected_records
+    from instructmix.data.ingest import ingest, merged_counts, rejected_lines
     from instructmix.data.read import source_items
 
     make_pool(folder, rows)
@@ -141,10 +141,10 @@ def child(rows: int, folder: Path, chunk_bytes: int) -> dict:
     ing = ingest(items, max_chars=20000, chunk_bytes=chunk_bytes, block_rows=4096,
                  dedupe_rows=PoolConfig().dedupe_rows)
     n_rejected = 0
-    with open(folder.parent / f"rejected-{rows}.jsonl", "w") as out:
-        for r in rejected_records(ing):
-            out.write(json.dumps(r) + "\n")
-            n_rejected += 1
+    with open(folder.parent / f"rejected-{rows}.jsonl", "wb") as out:
+        for chunk in rejected_lines(ing):
+            out.write(chunk)
+            n_rejected += chunk.count(b"\n")
     per_category = merged_counts(ing.rows("accepted"), ["category"])
     seconds = time.perf_counter() - t0
     watch.stop.set()

@@ -301,6 +301,14 @@ class RunLayout:
         path.write_text(text)
         return path
 
+    def write_chunks(self, art: Artifact, chunks) -> Path:
+        """The artifact as the bytes of `chunks`, one after the other."""
+        path = self.writable(art)
+        with open(path, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        return path
+
     # -- the pipeline's resume markers ------------------------------------------------
     def marker_path(self, stage: str, kind: str) -> Path:
         return self.stage_dir(stage) / MARKERS[kind]

@@ -49,6 +49,7 @@ BLOCK_BYTES = 8 << 20
 REJECTED_SORT_ROWS = 5_000
 MAX_SORT_RANGES = 256  # spool files open at once; past this, ranges grow instead
 REJECTED_COLUMNS = ["order", "origin", "source", "id", "kind", "error", "raw_text"]
+SPOOL_SCHEMA = pa.schema([("order", pa.int64()), ("line", pa.large_string())])
 
 
 @dataclass
@@ -279,41 +280,73 @@ def ingest_records(records: list[dict], max_chars: int, dedupe_rows: int,
     return dedupe_and_tally(ds, items, lines, len(records), dedupe_rows)
 
 
-def rejected_records(ing: Ingested, split: str | None = None,
-                     sort_rows: int = REJECTED_SORT_ROWS):
-    """Rejected rows in (file, line) order, one at a time (for `rejected.jsonl`).
+def rejected_lines(ing: Ingested, split: str | None = None,
+                   sort_rows: int = REJECTED_SORT_ROWS):
+    """The rejected rows as the text of `rejected.jsonl`, in (file, line) order: chunks of
+    bytes, one per range of about `sort_rows` rows (cut at quantiles of a sample of `order`).
 
-    The rows stream past the driver once, as JSON lines spooled to local files by range of
-    `order` (ranges of about `sort_rows` rows, cut at quantiles of a sample); each range is
-    then read back and sorted alone, so the driver holds one range (Ray Data's sort grew
-    the driver with the pool; see DECISIONS)."""
+    Workers write each row's JSON line and its range; the driver appends each block's lines,
+    as Arrow, to a local spool file per range, then sorts the ranges one at a time. It holds
+    one range and makes no Python object per row: Ray Data's sort grew the driver with the
+    pool, and rows made into Python objects here left its small-object arenas fragmented
+    (see DECISIONS)."""
     n = sum(ing.rejected_by_reason.values())
     if not n:
         return
     rows = ing.rows("rejected").select_columns(REJECTED_COLUMNS)
     bounds = _range_bounds(rows, min(MAX_SORT_RANGES, -(-n // sort_rows)), n)
+    lines = rows.map_batches(_json_lines, fn_kwargs={"bounds": bounds, "split": split},
+                             batch_format="pyarrow")
     with tempfile.TemporaryDirectory(prefix="instructmix-rejected-") as tmp:
-        spools = [open(os.path.join(tmp, f"{k}.jsonl"), "w+")  # noqa: SIM115
-                  for k in range(len(bounds) + 1)]
+        spools: dict[int, tuple] = {}
         try:
-            for batch in rows.iter_batches(batch_format="pyarrow", batch_size=None):
-                ranges = np.searchsorted(bounds, batch["order"].to_numpy(), side="right")
-                for k, r in zip(ranges, batch.to_pylist(), strict=True):
-                    out = {"origin": r["origin"], "source": r["source"], "id": r["id"],
-                           "kind": r["kind"], "reason": r["error"], "raw_text": r["raw_text"]}
-                    if split:
-                        out["split"] = split
-                    spools[k].write(f"{r['order']}\t{json.dumps(out)}\n")
-            for spool in spools:
-                spool.seek(0)
-                lines = sorted((line.split("\t", 1) for line in spool),
-                               key=lambda kv: int(kv[0]))
-                spool.truncate(0)  # its disk space goes now, not at the end
-                for _, line in lines:
-                    yield json.loads(line)
+            for batch in lines.iter_batches(batch_format="pyarrow", batch_size=None):
+                batch = batch.sort_by("range")
+                ranges = batch["range"].to_numpy()
+                starts = np.flatnonzero(np.diff(ranges, prepend=-1))
+                for start, stop in zip(starts, [*starts[1:], len(ranges)], strict=True):
+                    k = int(ranges[start])
+                    if k not in spools:
+                        sink = pa.OSFile(os.path.join(tmp, f"{k}.arrow"), "wb")
+                        spools[k] = sink, pa.ipc.new_stream(sink, SPOOL_SCHEMA)
+                    spools[k][1].write_table(
+                        batch.slice(start, stop - start).select(SPOOL_SCHEMA.names))
         finally:
-            for spool in spools:
-                spool.close()
+            for sink, writer in spools.values():
+                writer.close()
+                sink.close()
+        for k in sorted(spools):
+            path = os.path.join(tmp, f"{k}.arrow")
+            with pa.memory_map(path) as source:
+                text = pa.ipc.open_stream(source).read_all().sort_by("order")["line"]
+                yield _joined(text.combine_chunks())
+            del text
+            os.remove(path)  # its disk space goes now, not at the end
+            pa.default_memory_pool().release_unused()
+
+
+def _json_lines(table: pa.Table, bounds: np.ndarray, split: str | None) -> pa.Table:
+    """Each rejected row as its line of `rejected.jsonl`, with its sort key and range."""
+    lines = []
+    for r in table.to_pylist():
+        out = {"origin": r["origin"], "source": r["source"], "id": r["id"], "kind": r["kind"],
+               "reason": r["error"], "raw_text": r["raw_text"]}
+        if split:
+            out["split"] = split
+        lines.append(json.dumps(out) + "\n")
+    order = table["order"].to_numpy().astype(np.int64)
+    return pa.table({"order": order,
+                     "range": np.searchsorted(bounds, order, side="right").astype(np.int32),
+                     "line": pa.array(lines, type=pa.large_string())})
+
+
+def _joined(text: pa.LargeStringArray) -> bytes:
+    """The strings of `text` end to end (they lie in order in its data buffer)."""
+    if not len(text):
+        return b""
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[
+        text.offset:text.offset + len(text) + 1]
+    return text.buffers()[2].slice(int(offsets[0]), int(offsets[-1] - offsets[0])).to_pybytes()
 
 
 def _range_bounds(rows, ranges: int, n: int) -> np.ndarray:

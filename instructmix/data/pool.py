@@ -33,7 +33,7 @@ from instructmix.data.ingest import (
     ingest,
     ingest_records,
     merged_counts,
-    rejected_records,
+    rejected_lines,
 )
 from instructmix.data.read import ORDER_STRIDE, source_items
 from instructmix.layout import POOL, RunLayout
@@ -243,8 +243,8 @@ def run_pool(cfg: RunConfig, layout: RunLayout) -> dict:
     evals = _eval_split(cfg, layout, eval_items, eval_recs)  # first: the pool is checked
     train = _train_split(cfg, layout, train_items, train_recs, evals["rows"])  # against it
     ev = evals["ingested"]
-    layout.write_jsonl(POOL.rejected, itertools.chain(
-        rejected_records(train["ingested"]), rejected_records(ev, "eval") if ev else ()))
+    layout.write_chunks(POOL.rejected, itertools.chain(
+        rejected_lines(train["ingested"]), rejected_lines(ev, "eval") if ev else ()))
     stats = _stats(train, evals)
     if not stats["counts_add_up"]:
         raise RuntimeError(f"pool accounting does not add up: {stats}")

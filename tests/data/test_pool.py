@@ -293,7 +293,7 @@ def test_rejected_rows_are_written_in_file_order_range_by_range(ray_local, tmp_p
     """1,090 rejected rows sorted in ranges of about 150: every row once, in (file, line)
     order across both files."""
     from instructmix.config import SourceConfig
-    from instructmix.data.ingest import ingest, rejected_records
+    from instructmix.data.ingest import ingest, rejected_lines
     from instructmix.data.read import source_items
 
     for name, bad in (("a.jsonl", 5), ("b.jsonl", 2)):
@@ -303,7 +303,8 @@ def test_rejected_rows_are_written_in_file_order_range_by_range(ray_local, tmp_p
             for k in range(1000)))
     items = source_items([SourceConfig(path=str(tmp_path))], 0)
     ing = ingest(items, max_chars=1000, chunk_bytes=4096, block_rows=64, dedupe_rows=200)
-    rows = list(rejected_records(ing, sort_rows=150))
+    chunks = list(rejected_lines(ing, sort_rows=150))
+    rows = [json.loads(line) for line in b"".join(chunks).splitlines()]
     n = sum(ing.rejected_by_reason.values())
     # malformed: 200 + 500; duplicates: lines k and k + 700 that both parse, 240 + 150
     assert n == 200 + 500 + 240 + 150 and len(rows) == n
@@ -311,6 +312,7 @@ def test_rejected_rows_are_written_in_file_order_range_by_range(ray_local, tmp_p
              for r in rows]
     assert where == sorted(where) and len(set(where)) == n
     assert {r["kind"] for r in rows} == {"malformed JSON", "duplicate id"}
+    assert len(chunks) >= 1090 // 150 and all(c.endswith(b"\n") for c in chunks)  # by range
 
 
 def test_a_lost_line_breaks_the_count():
