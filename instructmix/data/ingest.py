@@ -1,18 +1,23 @@
-"""Ingest on Ray Data: count -> read and parse -> (decontaminate) -> dedupe -> tally, at a
-driver memory that does not grow with the number of rows.
+"""Ingest on Ray Data: count -> read and parse -> (decontaminate) -> dedupe -> tally. The
+driver holds counts and at most one range of rejected rows (as Arrow); what else it keeps
+grows with Ray's records of the blocks and tasks and with memory its allocators keep, about
+2 MB per million rows here (docs/RESULTS.md, bench/driver_phases.py).
 
 1. Count: one task per byte range counts newlines (`read.count_lines`), so every file has a
    line count that decodes nothing; Parquet files count from their metadata.
 2. Read: one task per range streams blocks of parsed rows (`read.read_range`).
 3. Dedupe: rows are hash-partitioned by id into partitions of about `pool.dedupe_rows`
-   rows (Ray Data `repartition(keys=...)`: one block per partition; a pool of one
-   partition is gathered into one task without a shuffle); within a partition the first
-   row of an id by (file, line) wins and the others are rejected naming it. Rows rejected
-   while parsing are spread by their origin, not piled on the empty id.
+   rows (Ray Data `repartition(keys=...)`: blocks of at most `BLOCK_BYTES` per partition;
+   a pool of one partition is gathered into one task without a shuffle); within a
+   partition the first row of an id by (file, line) wins and the others are rejected
+   naming it. Rows rejected while parsing are spread by their origin, not piled on the
+   empty id.
 4. Tally: every row read has one `status` ('accepted', 'blank', or its rejection kind);
    counts per (file, status) are made per block and merged (`merged_counts`). Per file,
    lines = not sampled + blank + accepted + rejected must hold, the lines counted in
    step 1 and the rest from the rows themselves.
+5. Rejected rows: formatted by the workers, written in (file, line) order by range of
+   about `REJECTED_SORT_ROWS` rows (`rejected_lines`).
 """
 
 from __future__ import annotations
