@@ -8,6 +8,7 @@ import os
 from instructmix.runtime import worker_env
 
 log = logging.getLogger("instructmix")
+_LOCAL = {"started": False}  # this process started the Ray instance it is connected to
 
 
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False,
@@ -27,10 +28,26 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboar
     else:  # "local": a new instance, never a cluster that `ray start` left running
         ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
                        dashboard_host=dashboard_host, runtime_env=env)
+        _LOCAL["started"] = True
     quiet_progress()
     log.info("ray: %s CPUs, %s GPUs", cluster_cpus(), ray.cluster_resources().get("GPU", 0))
     if ctx.dashboard_url:
         log.info("ray: dashboard at %s", dashboard_url(ctx.dashboard_url))
+
+
+def require_gpus(fields: list[str]) -> None:
+    """`fields` ask for GPUs (`RunConfig.gpu_requests`). With none in the Ray cluster: an
+    error on a local instance, which nothing adds a GPU to; a warning on a cluster, whose
+    autoscaler may add GPU nodes when the work asks (ray_cluster.yaml starts without)."""
+    import ray
+
+    if not fields or ray.cluster_resources().get("GPU"):
+        return
+    if _LOCAL["started"]:
+        raise RuntimeError(f"{', '.join(fields)}: this local Ray instance has no GPU "
+                           "(set them to 0 / false to run on CPU)")
+    log.warning("ray: %s ask for GPUs and the cluster has none yet: that work waits for the "
+                "autoscaler to add a GPU node", ", ".join(fields))
 
 
 def dashboard_url(url: str) -> str:

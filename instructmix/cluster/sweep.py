@@ -120,11 +120,42 @@ def _trial_name(config: dict | None) -> str:
     return str((config or {}).get("trial", {}).get("name", "?"))
 
 
-def run_trials(name: str, trials: list, trainable, storage: Path, cpus_per_trial: float,
+def per_trial(cpus: float, gpus: float) -> dict:
+    """What one trial asks Ray for (`pipeline.run_stage` has checked GPUs up front)."""
+    return {"cpu": cpus, "gpu": gpus} if gpus else {"cpu": cpus}
+
+
+def concurrent_trials(cluster: dict, resources: dict) -> int:
+    """Trials that fit on `cluster` (`ray.cluster_resources()`) at once, at least 1. A
+    resource the cluster lacks for now (GPUs an autoscaler has yet to add) sets no bound."""
+    fits = [cluster[k.upper()] // v for k, v in resources.items() if v and cluster.get(k.upper())]
+    return max(1, int(min(fits, default=1)))
+
+
+def trial_device(gpu_ids: list, cuda_available: bool) -> str:
+    """The torch device of a trial Ray gave `gpu_ids` (`ray.get_gpu_ids()`; Ray has set
+    CUDA_VISIBLE_DEVICES to them, so they are cuda:0..)."""
+    if not gpu_ids:
+        return "cpu"
+    if not cuda_available:
+        raise RuntimeError(f"Ray gave this trial GPU {', '.join(map(str, gpu_ids))} but torch "
+                           "sees no CUDA device (a CPU build of torch, or no driver)")
+    return "cuda"
+
+
+def this_trial_device() -> str:
+    """`trial_device` of the calling Tune trial."""
+    import ray
+    import torch
+
+    return trial_device(ray.get_gpu_ids(), torch.cuda.is_available())
+
+
+def run_trials(name: str, trials: list, trainable, storage: Path, resources: dict,
                max_concurrent: int | None, max_failures: int) -> tuple[list[dict], list[dict]]:
     """Run one Tune trial per spec of `trials` (each with `to_dict()`: the trainable gets
-    it as `config["trial"]`); returns (metrics of finished trials, failures
-    [{trial, error, path}])."""
+    it as `config["trial"]`), each with `resources` (`per_trial`); returns (metrics of
+    finished trials, failures [{trial, error, path}])."""
     import ray
     from ray import tune
 
@@ -136,9 +167,9 @@ def run_trials(name: str, trials: list, trainable, storage: Path, cpus_per_trial
     path = f"{root}/{name}"
     finished = FinishedTrials(fs, f"{path}-finished")
     on_node = trial_files.with_files(trainable, type(specs[0]) if specs else None)
-    fn = tune.with_resources(finished.replaying(on_node), {"cpu": cpus_per_trial})
+    fn = tune.with_resources(finished.replaying(on_node), resources)
     if max_concurrent is None:
-        max_concurrent = max(1, int(ray.cluster_resources().get("CPU", 1) // cpus_per_trial))
+        max_concurrent = concurrent_trials(ray.cluster_resources(), resources)
     if tune.Tuner.can_restore(path, storage_filesystem=fs):
         log.info("%s: restoring the Tune experiment in %s", name, path)
         tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True,

@@ -17,6 +17,7 @@ from instructmix.config.loading import (
     json_schema,
     load_config,
 )
+from instructmix.config.raise_section import RaiseConfig
 from instructmix.config.run import (
     RunConfig,
     cross_field_problems,
@@ -37,7 +38,6 @@ from instructmix.config.sections import (
     ModelConfig,
     PoolConfig,
     ProbesConfig,
-    RaiseConfig,
     RayConfig,
     Section,
     SelectConfig,

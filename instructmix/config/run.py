@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 
 from instructmix import storage
 from instructmix.config.lm_eval_section import lm_eval_problems
+from instructmix.config.raise_section import RaiseConfig
 from instructmix.config.sections import (
     PICKED,
     TEXT_BACKENDS,
@@ -25,7 +26,6 @@ from instructmix.config.sections import (
     ModelConfig,
     PoolConfig,
     ProbesConfig,
-    RaiseConfig,
     RayConfig,
     Section,
     SelectConfig,
@@ -81,6 +81,16 @@ class RunConfig(Section):
         """The milp mixture runs: as the select strategy or as a compare arm."""
         arms = [a.split("+")[0] for a in self.compare.strategies]
         return self.select.strategy == "milp" or "milp" in arms
+
+    @property
+    def gpu_requests(self) -> list[str]:
+        """The fields that ask Ray for GPUs, of the stages this run runs."""
+        asked = {"train.use_gpu": self.train.use_gpu, "eval.use_gpu": self.eval.use_gpu,
+                 "probes.gpus_per_trial": self.needs_probes and self.probes.gpus_per_trial,
+                 "raise.gpus_per_episode": self.uses_raise and self.raise_.gpus_per_episode,
+                 "compare.gpus_per_trial": bool(self.compare.strategies)
+                 and self.compare.gpus_per_trial}
+        return [f for f, v in asked.items() if v]
 
     @field_validator("run_dir")
     @classmethod

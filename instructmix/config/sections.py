@@ -8,7 +8,7 @@ Fault injection for tests is not part of the schema: see `instructmix.runtime`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -20,6 +20,12 @@ from instructmix.config.sources import EvalSourceConfig, SourceConfig
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def gpus_field(what: str):
+    return Field(0.0, ge=0, le=1, description=f"GPU each {what} asks Ray for, up to 1 (it "
+                 "trains on one device; a fraction shares a GPU); > 0: it trains and scores "
+                 "on the GPU Ray gives it; 0: on CPU.")
 
 
 class TestbedConfig(Section):
@@ -200,7 +206,9 @@ class ProbesConfig(Section):
         "the cheap probe for a pretrained model. None: every weight (train.lora does not "
         "apply to probes).")
     cpus_per_trial: float = Field(1.0, gt=0)
-    max_concurrent_trials: int | None = Field(None, ge=1, description="None: CPUs / per trial.")
+    gpus_per_trial: float = gpus_field("trial")
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="None: as many as the cluster's CPUs (and GPUs) fit.")
     max_failures: int = Field(1, ge=0, description="Retries of a failed trial.")
     ci: float = Field(0.9, gt=0, lt=1, description="Confidence level of the intervals.")
     min_self_effect: float = Field(
@@ -223,35 +231,6 @@ class ProbesConfig(Section):
         "costs one probe of 2 x add_per_category rows x epochs (plus one alone arm per i).")
 
 
-class RaiseConfig(Section):
-    """RAISE: a PPO policy picks every batch (METHODS §2)."""
-
-    rounds: int = Field(3, ge=1, description="Learner updates; episodes run before each.")
-    episodes_per_round: int = Field(4, ge=1, description="Episodes per round, run in "
-                                    "parallel as Ray Tune trials.")
-    episode_share: float = Field(0.05, gt=0, le=1, description="Share of the usable pool "
-                                 "an episode draws its candidates from.")
-    episode_steps: int = Field(40, ge=1, description="Optimizer steps of one episode.")
-    clusters: Annotated[int, Field(ge=1)] | Literal["categories"] = Field(
-        8, description="k-means clusters over the embeddings (or the pool's categories); "
-        "each step takes global batch / clusters rows from every cluster.")
-    candidates_per_cluster: int = Field(32, ge=1, description="Rows of each cluster the "
-                                        "policy scores at a step (a fresh random sample).")
-    refresh_every: int = Field(20, ge=1, description="Steps between difficulty refreshes.")
-    refresh_rows: int = Field(64, ge=1, description="Rows whose loss a refresh recomputes.")
-    reward_every: int = Field(20, ge=1, description="Steps between reward measurements.")
-    valid_rows: int = Field(64, ge=1, description="Validation rows (the probe stage's held-"
-                            "out pool rows) whose loss the reward measures.")
-    stage_features: bool = Field(True, description="Give the policy the training stage (step "
-                                 "share, validation loss); false: the ablation.")
-    hidden: int = Field(64, ge=4, description="Width of the actor and critic MLPs.")
-    lr: float = Field(3e-3, gt=0, description="Learner's Adam learning rate.")
-    clip: float = Field(0.2, gt=0, lt=1)
-    ppo_epochs: int = Field(4, ge=1)
-    cpus_per_episode: float = Field(1.0, gt=0)
-    max_failures: int = Field(1, ge=0, description="Retries of a failed episode.")
-
-
 class CompareConfig(Section):
     strategies: list[str] = Field(
         default_factory=list, description="Arms trained side by side at the select budget "
@@ -260,6 +239,7 @@ class CompareConfig(Section):
         "selection augmented by `augment`, token-matched to it), e.g. milp+curriculum, iid+sit.")
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = gpus_field("arm's trial")
     equal_steps: bool = Field(
         True, description="Augmented arms scale their global batch by their rows / the "
         "selection's rows, so equal tokens also means equal optimizer steps and tokens per "

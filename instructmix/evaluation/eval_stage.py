@@ -28,11 +28,9 @@ def evaluate(model_dir: str, rows: list[dict], cfg: RunConfig) -> list[dict]:
 
     from instructmix.evaluation.scoring import score_rows
 
-    if cfg.eval.use_gpu:
+    if cfg.eval.use_gpu:  # no GPU yet (`cluster.require_gpus`): one task waits for one
         task, slots = ray.remote(num_gpus=1)(score_rows), int(
-            ray.cluster_resources().get("GPU", 0))
-        if slots == 0:
-            raise RuntimeError("eval.use_gpu is set but the Ray cluster has no GPU")
+            ray.cluster_resources().get("GPU", 1))
     else:
         task, slots = ray.remote(num_cpus=1)(score_rows), cluster_cpus()
     n = max(1, min(slots, len(rows)))

@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from instructmix.augment.augment_stage import augment_selection, augment_tools
-from instructmix.cluster.sweep import run_trials
+from instructmix.cluster.sweep import per_trial, run_trials
 from instructmix.config import PICKED, RunConfig, TrainConfig
 from instructmix.experiments.table import (
     SCORES,
@@ -134,8 +134,9 @@ def run_compare(cfg: RunConfig, layout: RunLayout) -> dict:
     cells = [arms.cell(spec, seed) for spec in cc.strategies for seed in cc.seeds]
     trials, meta = [t for t, _ in cells], {t.name: m for t, m in cells}
     tune_dir = layout.writable(COMPARE.tune)
-    done, failed = run_trials("compare", trials, fine_tune_and_score, tune_dir,
-                              cc.cpus_per_trial, None, cfg.train.max_failures)
+    resources = per_trial(cc.cpus_per_trial, cc.gpus_per_trial)
+    done, failed = run_trials("compare", trials, fine_tune_and_score, tune_dir, resources,
+                              None, cfg.train.max_failures)
     if failed:
         raise RuntimeError(f"compare: trials failed: {[f['trial'] for f in failed]} "
                            f"(logs under {tune_dir}; re-run the stage to retry them)")

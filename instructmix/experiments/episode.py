@@ -42,6 +42,7 @@ def run_episode(config: dict) -> None:
     """Tune trainable (`config["trial"]`: an `EpisodeSpec.to_dict()`)."""
     from ray import tune
 
+    from instructmix.cluster.sweep import this_trial_device
     from instructmix.selectors.rl.ppo import save_trajectory
     from instructmix.training.loop import InProcessContext, LoopSpec, sft
 
@@ -54,7 +55,7 @@ def run_episode(config: dict) -> None:
     t0 = time.time()
     rows = pa.table({"id": picker.ids, "messages": picker.messages})
     _, _, state = sft(LoopSpec(spec.model_path, spec.train, spec.seed, len(picker),
-                               picker=picker), InProcessContext(rows))
+                               picker=picker), InProcessContext(rows, this_trial_device()))
     ret = float(sum(d.reward for d in picker.decisions))
     history = picker.valid_history
     save_trajectory(spec.trajectory_file, picker.decisions,

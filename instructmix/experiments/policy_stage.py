@@ -18,7 +18,7 @@ import pickle
 
 import numpy as np
 
-from instructmix.cluster.sweep import run_trials
+from instructmix.cluster.sweep import per_trial, run_trials
 from instructmix.config import RunConfig, TrainConfig
 from instructmix.experiments.episode import EpisodeSpec, run_episode
 from instructmix.experiments.trial import in_process
@@ -77,9 +77,10 @@ def _round(cfg: RunConfig, layout: RunLayout, cand: Candidates, learner) -> dict
 
     r = learner.round
     specs = _episodes(cfg, layout, cand, learner, r)
+    rc = cfg.raise_
+    resources = per_trial(rc.cpus_per_episode, rc.gpus_per_episode)
     done, failed = run_trials(f"round-{r:03d}", specs, run_episode,
-                              layout.writable(POLICY.tune), cfg.raise_.cpus_per_episode,
-                              None, cfg.raise_.max_failures)
+                              layout.writable(POLICY.tune), resources, None, rc.max_failures)
     if not done:
         raise RuntimeError(f"policy: every episode of round {r} failed: {failed}")
     done = sorted(done, key=lambda d: d["trial"])

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from instructmix.cluster.sweep import run_trials
+from instructmix.cluster.sweep import per_trial, run_trials
 from instructmix.config import ProbesConfig, RunConfig
 from instructmix.experiments.trial import TrialSpec, fine_tune_and_score, in_process
 from instructmix.layout import MODEL, POOL, PROBE, RunLayout
@@ -86,12 +86,16 @@ class ProbeSets:
                          save_to=save_to, fail_once=fail)
 
 
+def _per_trial(pc: ProbesConfig) -> dict:
+    return per_trial(pc.cpus_per_trial, pc.gpus_per_trial)
+
+
 def _sweep(name: str, trials: list[TrialSpec], layout: RunLayout,
            pc: ProbesConfig) -> list[dict]:
     """Run trials on Tune; failures after the retries stop the stage, naming them."""
     tune_dir = layout.writable(PROBE.tune)
-    done, failed = run_trials(name, trials, fine_tune_and_score, tune_dir,
-                              pc.cpus_per_trial, pc.max_concurrent_trials, pc.max_failures)
+    done, failed = run_trials(name, trials, fine_tune_and_score, tune_dir, _per_trial(pc),
+                              pc.max_concurrent_trials, pc.max_failures)
     if failed:
         raise RuntimeError(f"{name}: {len(failed)} trial(s) failed after {pc.max_failures} "
                            f"retries: {[f['trial'] for f in failed]} (logs under "
@@ -199,7 +203,7 @@ def run_probes(cfg: RunConfig, layout: RunLayout) -> dict:
     log.info("probes: %d trials (%s design, %d seeds) on %d categories", len(trials),
              pc.design, pc.seeds, len(names))
     done, failed = run_trials("probes", trials, fine_tune_and_score,
-                              layout.writable(PROBE.tune), pc.cpus_per_trial,
+                              layout.writable(PROBE.tune), _per_trial(pc),
                               pc.max_concurrent_trials, pc.max_failures)
     records = _records(probes, done, cats)
     layout.write_json(PROBE.probes, {"trials": records, "failed": failed, "notes": notes,

@@ -75,6 +75,7 @@ def fine_tune_and_score(config: dict) -> None:
     import pyarrow.parquet as pq
     from ray import tune
 
+    from instructmix.cluster.sweep import this_trial_device
     from instructmix.training.loop import InProcessContext, LoopSpec, sft
 
     spec = TrialSpec.from_dict(config["trial"])
@@ -88,7 +89,7 @@ def fine_tune_and_score(config: dict) -> None:
             picker = pickle.load(f)
     rows = len(picker) if picker is not None else table.num_rows
     engine, tok, state = sft(LoopSpec(spec.model_path, spec.train, spec.seed, rows,
-                                      picker=picker), InProcessContext(table))
+                                      picker=picker), InProcessContext(table, this_trial_device()))
     train_s = time.time() - t0
     if spec.save_to:
         engine.export(spec.save_to, 0, tok)  # LoRA: merged into plain weights

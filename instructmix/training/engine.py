@@ -1,8 +1,9 @@
 """One optimizer step, checkpoint and HF export, for DeepSpeed ZeRO or plain torch.
 
 `Engine` hides which one runs: the Ray Train target run uses DeepSpeed (`train.deepspeed`),
-in-process trials use plain torch. The learning rate warms up linearly for
-`train.warmup_steps`, then follows a cosine down to 10% of `train.lr`.
+in-process trials use plain torch. `train.precision: bf16` is DeepSpeed's bf16 mode in the
+first, bf16 autocast over fp32 weights in the second (on CPU and GPU alike). The learning rate
+warms up linearly for `train.warmup_steps`, then follows a cosine down to 10% of `train.lr`.
 """
 
 from __future__ import annotations
@@ -39,13 +40,17 @@ def deepspeed_config(tc: TrainConfig) -> dict:
 
 
 class Engine:
-    """forward/backward/step, checkpoint and export for DeepSpeed or plain torch."""
+    """forward/backward/step, checkpoint and export for DeepSpeed or plain torch, with the
+    model on `device` (DeepSpeed: its accelerator's); `step` moves each batch there."""
 
-    def __init__(self, model, tc: TrainConfig, total_steps: int, world: int):
+    def __init__(self, model, tc: TrainConfig, total_steps: int, world: int,
+                 device="cpu"):
         import torch
 
         self.tc, self.deepspeed = tc, tc.deepspeed
         schedule = lr_lambda(tc.warmup_steps, total_steps)
+        if not self.deepspeed:  # DeepSpeed places the model on its accelerator itself
+            model, self.device = model.to(device), device
         self.trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: adapters
         if self.deepspeed:
             import deepspeed
@@ -53,6 +58,7 @@ class Engine:
             self.model, _, _, self.sched = deepspeed.initialize(
                 model=model, model_parameters=self.trainable, config=deepspeed_config(tc),
                 lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule))
+            self.device = self.model.device
         else:
             import ray.train.torch
 
@@ -63,12 +69,16 @@ class Engine:
         self.torch = torch
 
     def step(self, batch) -> float:
+        batch = {k: v.to(self.device) for k, v in batch.items()}
         if self.deepspeed:
             loss = self.model(**batch).loss
             self.model.backward(loss)
             self.model.step()
         else:
-            loss = self.model(**batch).loss
+            with self.torch.autocast(self.torch.device(self.device).type,
+                                     dtype=self.torch.bfloat16,
+                                     enabled=self.tc.precision == "bf16"):
+                loss = self.model(**batch).loss
             loss.backward()
             self.torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
             self.opt.step()
@@ -91,7 +101,8 @@ class Engine:
         if self.deepspeed:
             _, state = self.model.load_checkpoint(path, tag="ckpt")
             return int(state["step"])
-        state = self.torch.load(os.path.join(path, "plain.pt"), weights_only=False)
+        state = self.torch.load(os.path.join(path, "plain.pt"), map_location="cpu",
+                                weights_only=False)
         self._module().load_state_dict(state["model"])
         self.opt.load_state_dict(state["opt"])
         self.sched.load_state_dict(state["sched"])
@@ -101,8 +112,8 @@ class Engine:
         return getattr(self.model, "module", self.model)
 
     def export(self, path: str, rank: int, tokenizer) -> None:
-        """HF safetensors in fp32 on rank 0; ZeRO-3 first gathers the partitioned weights,
-        LoRA adapters are merged into the base weights."""
+        """HF safetensors in fp32, copied to CPU, on rank 0; ZeRO-3 first gathers the
+        partitioned weights, LoRA adapters are merged into the base weights."""
         from instructmix.training.lora import is_adapted, merged_state
 
         module = self._module()
@@ -113,7 +124,8 @@ class Engine:
             gather = deepspeed.zero.GatheredParameters(list(module.parameters()),
                                                        modifier_rank=None)
         with gather:
-            state = {k: v.detach().float().clone() for k, v in module.state_dict().items()}
+            state = {k: v.detach().to("cpu", self.torch.float32, copy=True)
+                     for k, v in module.state_dict().items()}
         if rank != 0:
             return
         if is_adapted(module):

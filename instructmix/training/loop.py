@@ -38,11 +38,10 @@ def _sum_over_workers(values: list[float], world: int) -> list[float]:
     if world == 1:
         return values
     import torch
-    import torch.distributed as dist
 
-    t = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(t)
-    return t.tolist()
+    from instructmix.training.response import summed_over_workers
+
+    return summed_over_workers(torch.tensor(values, dtype=torch.float64)).tolist()
 
 
 class RayTrainContext:
@@ -52,9 +51,11 @@ class RayTrainContext:
 
     def __init__(self):
         import ray.train
+        import ray.train.torch
 
         ctx = ray.train.get_context()
         self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        self.device = ray.train.torch.get_device()  # cuda:N with train.use_gpu
         # Ray Data logs each epoch's pass over the shard ("execution finished") per worker
         logging.getLogger("ray.data").setLevel(logging.WARNING)
 
@@ -84,12 +85,13 @@ class RayTrainContext:
 
 class InProcessContext:
     """The same loop in the calling process (a Ray Tune trial): one worker, rows from an
-    ordered Arrow table, no checkpoints (a probe is short; a failed trial is retried)."""
+    ordered Arrow table, no checkpoints (a probe is short; a failed trial is retried), on
+    `device` (`sweep.this_trial_device`)."""
 
     rank, world, checkpoints = 0, 1, False
 
-    def __init__(self, table):
-        self.table = table.select(["id", "messages"])
+    def __init__(self, table, device: str = "cpu"):
+        self.table, self.device = table.select(["id", "messages"]), device
 
     def latest_checkpoint(self):
         return None
@@ -301,7 +303,7 @@ def sft(spec: LoopSpec, ctx):
     if tc.lora is not None:
         model = add_adapters(model, tc.lora)
     total = _total_steps(spec, ctx.world)[1]
-    engine = Engine(model, tc, total, ctx.world)
+    engine = Engine(model, tc, total, ctx.world, ctx.device)
     resumed = _resume(ctx, engine, {"history": [], "resumed_from": [], "batch_ids": [],
                                     "steps": total})
     if resumed is None:

@@ -46,7 +46,16 @@ def worker_losses(model, tok, messages: list[list[dict]], max_len: int, rank: in
         values[idx] = torch.tensor(losses, dtype=torch.float64)
     model.train(was_training)
     if world > 1:
-        import torch.distributed as dist
-
-        dist.all_reduce(values)
+        values = summed_over_workers(values)
     return values[:n].tolist()
+
+
+def summed_over_workers(values: torch.Tensor) -> torch.Tensor:
+    """`values` summed over a training run's workers. The sum runs on this worker's device:
+    NCCL (`train.use_gpu`) sums CUDA tensors only."""
+    import ray.train.torch
+    import torch.distributed as dist
+
+    out = values.to(ray.train.torch.get_device())
+    dist.all_reduce(out)
+    return out.cpu()

@@ -170,3 +170,10 @@ def test_cluster_run_config(cluster):
         <= nt["resources"]["CPU"]
         for nt in gpu_types.values()
     )
+    # Probe trials take a GPU each, fit a GPU node as many as it has GPUs, and at most as
+    # many run at once as the launcher's GPU nodes hold.
+    pc = cfg.probes
+    assert pc.gpus_per_trial == 1 and "probes.gpus_per_trial" in cfg.gpu_requests
+    assert any(pc.cpus_per_trial * nt["resources"]["GPU"] <= nt["resources"]["CPU"]
+               for nt in gpu_types.values())
+    assert pc.max_concurrent_trials <= max_gpus / pc.gpus_per_trial

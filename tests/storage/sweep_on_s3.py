@@ -38,7 +38,7 @@ def main(uri: str) -> None:
     folder = RunLayout(uri).path(PROBE.tune)
     assert storage.remote_of(folder) == f"{uri}/probe/tune"
     done, failed = run_trials("probes", [Spec("a"), Spec("b")], trainable, folder,
-                              cpus_per_trial=1, max_concurrent=2, max_failures=0)
+                              resources={"cpu": 1}, max_concurrent=2, max_failures=0)
     print(json.dumps({"done": sorted(d["trial"] for d in done),
                       "failed": [f["trial"] for f in failed]}))
 

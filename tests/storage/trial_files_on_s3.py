@@ -58,7 +58,7 @@ def main(uri: str, node_mirror: str) -> None:
     os.environ[storage.MIRROR_ENV] = driver_mirror
     specs = [Spec("a", run), Spec("b", run)]
     done, failed = run_trials("probes", specs, trainable, run / "probe" / "tune",
-                              cpus_per_trial=1, max_concurrent=2, max_failures=0)
+                              resources={"cpu": 1}, max_concurrent=2, max_failures=0)
     print(json.dumps({"done": {d["trial"]: {"paths": json.loads(d["paths"]),
                                             "folder_files": json.loads(d["folder_files"])}
                                for d in done},
