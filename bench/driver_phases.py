@@ -118,8 +118,8 @@ def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
                                   PoolConfig().dedupe_rows)
     mark("ingest")
     with open(folder.parent / f"rejected-{rows}-{block_mb}.jsonl", "wb") as out:
-        for chunk in ingest.rejected_lines(ing, sort_rows=sort_rows):
-            out.write(chunk)
+        # writelines: no chunk stays referenced after the step
+        out.writelines(ingest.rejected_lines(ing, sort_rows=sort_rows))
     mark("rejected")
     ingest.merged_counts(ing.rows("accepted"), ["category"])
     mark("counted")
