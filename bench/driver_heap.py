@@ -1,4 +1,5 @@
-"""The driver's glibc heap after pool ingest, by allocation site, under heaptrack.
+"""The driver's glibc heap after pool ingest, by allocation site, under heaptrack
+(`apt install heaptrack`).
 
 `run ROWS` does what bench/driver_phases.py does (count, ingest, rejected rows, counts per
 category, the outcome dropped) on the same synthetic pool, then exits at once: heaptrack's
