@@ -174,12 +174,12 @@ def run_stage(cfg: RunConfig, stage: Stage, force: bool = False) -> dict:
     if done and done["fingerprint"] == fp and not force:
         log.info("[%s] up to date (fingerprint %s): skipped", stage.name, fp)
         return dict(done, skipped=True)
-    resuming = _prepare_dir(layout, stage.name, fp, force)
-    if stage.needs_ray:
+    if stage.needs_ray:  # before the stage's folder is touched
         from instructmix.cluster import ensure_ray, require_gpus
 
         ensure_ray(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.dashboard, cfg.ray.dashboard_host)
         require_gpus(cfg.gpu_requests)  # every stage's, before the first one runs
+    resuming = _prepare_dir(layout, stage.name, fp, force)
     log.info("[%s] running%s -> %s", stage.name, " (resuming)" if resuming else "",
              layout.stage_dir(stage.name))
     t0 = time.time()

@@ -11,13 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-
-class Spec:
-    def __init__(self, name: str):
-        self.name = name
-
-    def to_dict(self) -> dict:
-        return {"name": self.name}
+from tests.storage.sweep_on_s3 import Spec  # a trial spec that is only a name
 
 
 def trainable(config: dict) -> None:

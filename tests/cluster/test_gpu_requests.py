@@ -94,4 +94,4 @@ def test_a_local_run_asking_for_gpus_fails_before_the_first_stage(tmp_path):
     assert error == ["error: eval.use_gpu, probes.gpus_per_trial: this local Ray instance "
                      "has no GPU (set them to 0 / false to run on CPU)"], out.stderr[-3000:]
     assert "Traceback" not in out.stderr
-    assert not list(run_dir.glob("pool/**/*.parquet"))  # the pool stage did not run
+    assert not (run_dir / "pool").exists()  # the pool stage did not start
