@@ -1,7 +1,7 @@
 """The driver's glibc heap after pool ingest, by allocation site, under heaptrack
 (`apt install heaptrack`).
 
-`run ROWS` does what bench/driver_phases.py does (count, ingest, rejected rows, counts per
+`run ROWS` runs bench/driver_phases.py's steps (count, ingest, rejected rows, counts per
 category, the outcome dropped) on the same synthetic pool, then exits at once: heaptrack's
 "leaked" memory is then what the driver still holds after the stage, each allocation with
 its call site. Ray's own processes are not traced (LD_PRELOAD is taken out of the
@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # pool_scale adds the repository
 
+from driver_phases import ingest_steps  # noqa: E402
 from pool_scale import _private, make_pool  # noqa: E402
 
 UNITS = {"": 1, "B": 1, "K": 1e3, "M": 1e6, "G": 1e9}
@@ -38,27 +39,19 @@ def run(rows: int, folder: Path) -> None:
     import psutil
 
     from instructmix.cluster import ensure_ray
-    from instructmix.config import PoolConfig, SourceConfig
-    from instructmix.data import ingest
-    from instructmix.data.read import source_items
+    from instructmix.data.ingest import REJECTED_SORT_ROWS
 
     make_pool(folder, rows)
     ensure_ray(num_cpus=2)
-    me = psutil.Process()
-    items = source_items([SourceConfig(path=str(folder))], 0)
-    tasks, lines = ingest.count(items, 32 << 20)
-    gc.collect()
-    base = _private(me.memory_info())
-    parsed = ingest.read_parsed(tasks, max_chars=20000, block_rows=4096, marker=None)
-    ing = ingest.dedupe_and_tally(parsed, items, lines, sum(v or 0 for v in lines.values()),
-                                  PoolConfig().dedupe_rows)
-    with open(folder.parent / f"rejected-{rows}.jsonl", "wb") as out:
-        out.writelines(ingest.rejected_lines(ing))  # no chunk stays referenced after
-    ingest.merged_counts(ing.rows("accepted"), ["category"])
-    del ing, parsed
-    gc.collect()
-    print(f"private memory since the count step: {(_private(me.memory_info()) - base) / 2**20:.1f}"
-          " MB", flush=True)
+    me, base = psutil.Process(), {}
+
+    def mark(step: str) -> None:
+        gc.collect()
+        base.setdefault("count", _private(me.memory_info()))
+
+    ingest_steps(folder, folder.parent / f"rejected-{rows}.jsonl", REJECTED_SORT_ROWS, mark)
+    grown = (_private(me.memory_info()) - base["count"]) / 2**20
+    print(f"private memory since the count step: {grown:.1f} MB", flush=True)
     os._exit(0)  # heaptrack records what is in use now, before Ray shuts down
 
 

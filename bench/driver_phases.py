@@ -77,6 +77,31 @@ def pymalloc_arenas() -> tuple[int, int]:
     return int(arenas.group(1)) * int(arenas.group(2)), int(used.group(1).replace(",", ""))
 
 
+def ingest_steps(folder: Path, rejected: Path, sort_rows: int, mark) -> tuple[int, int]:
+    """The steps of the module doc on the pool in `folder` (Ray is up), `mark(step)` after
+    each; returns (blocks of the outcome, read tasks)."""
+    from instructmix.config import PoolConfig, SourceConfig
+    from instructmix.data import ingest
+    from instructmix.data.read import source_items
+
+    items = source_items([SourceConfig(path=str(folder))], 0)
+    tasks, lines = ingest.count(items, 32 << 20)
+    mark("count")
+    parsed = ingest.read_parsed(tasks, max_chars=20000, block_rows=4096, marker=None)
+    ing = ingest.dedupe_and_tally(parsed, items, lines, sum(v or 0 for v in lines.values()),
+                                  PoolConfig().dedupe_rows)
+    mark("ingest")
+    with open(rejected, "wb") as out:  # writelines: no chunk stays referenced after
+        out.writelines(ingest.rejected_lines(ing, sort_rows=sort_rows))
+    mark("rejected")
+    ingest.merged_counts(ing.rows("accepted"), ["category"])
+    mark("counted")
+    blocks = ing.outcome.num_blocks()
+    del ing, parsed
+    mark("dropped")
+    return blocks, len(tasks)
+
+
 def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
     from instructmix.runtime import prepare
 
@@ -85,9 +110,7 @@ def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
     import ray
 
     from instructmix.cluster import ensure_ray
-    from instructmix.config import PoolConfig, SourceConfig
     from instructmix.data import ingest
-    from instructmix.data.read import source_items
 
     ingest.BLOCK_BYTES = block_mb << 20
     make_pool(folder, rows)
@@ -110,26 +133,12 @@ def child(rows: int, block_mb: int, sort_rows: int, folder: Path) -> dict:
                        "pymalloc_arenas_mb": mb(arenas, py0[0]),
                        "pymalloc_objects_mb": mb(objects, py0[1])}
 
-    items = source_items([SourceConfig(path=str(folder))], 0)
-    tasks, lines = ingest.count(items, 32 << 20)
-    mark("count")
-    parsed = ingest.read_parsed(tasks, max_chars=20000, block_rows=4096, marker=None)
-    ing = ingest.dedupe_and_tally(parsed, items, lines, sum(v or 0 for v in lines.values()),
-                                  PoolConfig().dedupe_rows)
-    mark("ingest")
-    with open(folder.parent / f"rejected-{rows}-{block_mb}.jsonl", "wb") as out:
-        # writelines: no chunk stays referenced after the step
-        out.writelines(ingest.rejected_lines(ing, sort_rows=sort_rows))
-    mark("rejected")
-    ingest.merged_counts(ing.rows("accepted"), ["category"])
-    mark("counted")
-    blocks = ing.outcome.num_blocks()
-    del ing, parsed
-    mark("dropped")
+    blocks, read_tasks = ingest_steps(folder, folder.parent / f"rejected-{rows}-{block_mb}.jsonl",
+                                      sort_rows, mark)
     watch.stop.set()
     ray.shutdown()
     return {"rows": rows, "block_mb": block_mb, "sort_rows": sort_rows, "blocks": blocks,
-            "read_tasks": len(tasks), "steps": steps}
+            "read_tasks": read_tasks, "steps": steps}
 
 
 def main():

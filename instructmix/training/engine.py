@@ -50,7 +50,8 @@ class Engine:
         self.tc, self.deepspeed = tc, tc.deepspeed
         schedule = lr_lambda(tc.warmup_steps, total_steps)
         if not self.deepspeed:  # DeepSpeed places the model on its accelerator itself
-            model, self.device = model.to(device), device
+            self.device = torch.device(device)
+            model = model.to(self.device)
         self.trainable = [p for p in model.parameters() if p.requires_grad]  # LoRA: adapters
         if self.deepspeed:
             import deepspeed
@@ -75,8 +76,7 @@ class Engine:
             self.model.backward(loss)
             self.model.step()
         else:
-            with self.torch.autocast(self.torch.device(self.device).type,
-                                     dtype=self.torch.bfloat16,
+            with self.torch.autocast(self.device.type, dtype=self.torch.bfloat16,
                                      enabled=self.tc.precision == "bf16"):
                 loss = self.model(**batch).loss
             loss.backward()

@@ -22,7 +22,7 @@ def test_plain_engine_computes_in_the_configured_precision(precision, dtype):
     seen = []
     model.lm_head.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
     engine = Engine(model, TrainConfig(deepspeed=False, precision=precision, lr=1e-2), 10, 1)
-    assert engine.device == "cpu"
+    assert engine.device == torch.device("cpu")
     before = model.lm_head.weight.detach().clone()
     loss = engine.step(collate(tok, ROWS, 32))
     assert seen == [dtype] and loss == loss  # a number, not NaN
