@@ -3,12 +3,12 @@
 `complexity` score (`data.complexity`: exact node count on the testbed, a content-word
 proxy on real text).
 
-Reading, validation, dedupe and the counts are `data.ingest` (streaming: the driver's memory
-does not grow with the pool). Accounting: every row read ends in exactly one of
-`pool/shards` (or `pool/eval`) or `pool/rejected`; stats.json checks read == accepted +
-rejected, and per file that its independently counted lines == lines not sampled + blank +
-accepted + rejected. Blank lines of JSONL files are not rows: they are counted apart
-(`blank_lines`).
+Reading, validation, dedupe and the counts are `data.ingest` (streaming: no row of the pool
+is held in the driver; bench/pool_scale.py measures its memory). Accounting: every row read
+ends in exactly one of `pool/shards` (or `pool/eval`) or `pool/rejected`; stats.json checks
+read == accepted + rejected, and per file that its independently counted lines == lines not
+sampled + blank + accepted + rejected. Blank lines of JSONL files are not rows: they are
+counted apart (`blank_lines`).
 """
 
 from __future__ import annotations
@@ -134,15 +134,27 @@ def _embed(cfg: RunConfig, accepted, n_accepted: int):
     )
 
 
+def read_parquet_in_tasks(path: str, fs, columns: list[str]):
+    """`columns` of the Parquet files under `path`, by Ray Data's first Parquet reader (the
+    driver lists the files, a few tasks sample them). Ray 2.60's default reader starts 32
+    footer-reading actors, a Python process each, for every read whatever its size."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    default = ctx.use_datasource_v2
+    ctx.use_datasource_v2 = False  # chosen when the dataset is made, not when it runs
+    try:
+        return ray.data.read_parquet(path, filesystem=fs, columns=columns)
+    finally:
+        ctx.use_datasource_v2 = default
+
+
 def _counts(layout: RunLayout) -> tuple[dict, dict]:
     """Items and tokens per category, rows per source, from the shards written (three columns
     read back by tasks on any node): materialized for this count instead, the whole embedded
     pool stayed in Ray's object store (an embedding alone is 1.5 KB)."""
-    import ray.data
-
     path, fs = ray_storage(layout.path(POOL.shards))
-    shards = ray.data.read_parquet(path, filesystem=fs, columns=["category", "source",
-                                                                 "n_tokens"])
+    shards = read_parquet_in_tasks(path, fs, ["category", "source", "n_tokens"])
     per_category: dict = {}
     per_source: Counter = Counter()
     for (c, s), (n, t) in sorted(merged_counts(shards, ["category", "source"], "n_tokens")

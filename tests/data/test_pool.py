@@ -147,8 +147,21 @@ def test_json_array_file(ray_local, tmp_path, caplog):
     assert rejected[0]["origin"].endswith("rows.json:item6")
 
 
+def _footer_readers() -> int:
+    """Actors of Ray Data's footer-reading pool ever created on this instance."""
+    import ray._private.state
+
+    return sum(a["ActorClassName"].endswith("FooterReader")
+               for a in ray._private.state.actors().values())
+
+
 def test_testbed_pool_writes_eval_and_ground_truth(ray_local, tmp_path):
+    footer_readers = _footer_readers()
     summary, stats, rejected, accepted = _run(tmp_path, [])
+    # the counts read the shards back without a pool of 32 footer-reading actors, and leave
+    # Ray Data's default reader as the user's code finds it
+    assert _footer_readers() == footer_readers
+    assert ray.data.DataContext.get_current().use_datasource_v2
     assert summary["accepted"] == 9 * 40 and not rejected
     assert (tmp_path / "run" / "pool" / "ground_truth.json").is_file()
     evals = pq.read_table(tmp_path / "run" / "pool" / "eval.parquet").to_pylist()
