@@ -25,11 +25,12 @@ Train worker gets). The machine is shared (2 cores, other jobs): figures are noi
 
     python bench/raise_overhead.py [--sizes 10000,100000,1000000] [--repeats 3] [--threads 1]
 
-Measured 2026-12-02 (machine otherwise idle; `python bench/raise_overhead.py` and
-`... --reward-every 20`), share of a training step at 10k / 100k / 1M candidates:
+Measured 2026-12-05 at 74b2e80 (nothing else running; `python bench/raise_overhead.py` and
+`... --reward-every 20`; docs/RESULTS.md), share of a training step at 10k / 100k / 1M
+candidates:
 - configs/raise.yaml (reward every 10 steps on 64 rows, 64 rows refreshed every 20):
-  11.7% / 13.0% / 13.6%, of which the picker without the model forwards 1.4 / 2.0 / 3.5%;
-- the defaults (reward every 20): 8.3% / 8.6% / 11.0% (1.2 / 1.9 / 3.8% without forwards).
+  13.3% / 13.5% / 14.0%, of which the picker without the model forwards 1.1 / 1.2 / 1.9%;
+- the defaults (reward every 20): 9.0% / 9.2% / 9.8% (1.1 / 1.1 / 1.6% without forwards).
 Almost all of the cost is the forwards of the measurements (rows measured per step:
 valid_rows / reward_every + refresh_rows / refresh_every), which do not depend on the pool.
 An earlier setting (256 rows every 10, reward every 5: 38 rows per step) cost 30-60%.
@@ -39,8 +40,8 @@ Plan for larger pools:
   there; `Engine.step` would return per-row losses for a `picker.observe`), so the refresh
   can shrink further; the reward grid can be coarser (the return telescopes).
 - The one per-step pass over the whole pool is `state_matrix`'s mean of the known losses
-  (0.7 ms at 1M, ~5% of a step at 10M): cache it between refreshes.
-- Checkpoints: `state_dict()` writes `Dynamic` as JSON lists (0.9 s at 1M per checkpoint);
+  (0.27 ms at 1M, so about 3% of a step at 10M): cache it between refreshes.
+- Checkpoints: `state_dict()` writes `Dynamic` as JSON lists (0.7 s at 1M per checkpoint);
   store it as .npy files instead.
 - Memory per worker: static features 184 B/row (184 MB at 1M), `Dynamic` + clusters 40
   B/row, ids + message slots ~73 B/row here (distinct chat rows would add ~1 KB/row,
