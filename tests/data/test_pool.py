@@ -157,11 +157,12 @@ def _footer_readers() -> int:
 
 def test_testbed_pool_writes_eval_and_ground_truth(ray_local, tmp_path):
     footer_readers = _footer_readers()
+    default_reader = ray.data.DataContext.get_current().use_datasource_v2
     summary, stats, rejected, accepted = _run(tmp_path, [])
     # the counts read the shards back without a pool of 32 footer-reading actors, and leave
     # Ray Data's default reader as the user's code finds it
     assert _footer_readers() == footer_readers
-    assert ray.data.DataContext.get_current().use_datasource_v2
+    assert ray.data.DataContext.get_current().use_datasource_v2 == default_reader
     assert summary["accepted"] == 9 * 40 and not rejected
     assert (tmp_path / "run" / "pool" / "ground_truth.json").is_file()
     evals = pq.read_table(tmp_path / "run" / "pool" / "eval.parquet").to_pylist()
