@@ -99,6 +99,8 @@ def _command(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    # python-mip logs its version and each solve's start values at INFO
+    logging.getLogger("mip").setLevel(logging.INFO if args.debug else logging.WARNING)
     runtime.prepare()
     try:
         return _command(args)

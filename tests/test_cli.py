@@ -25,3 +25,19 @@ def test_config_errors_list_every_problem(tmp_path):
     proc = _cli("run", str(cfg))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "train.bogus" in proc.stderr and "select.budget" in proc.stderr
+
+
+def test_solver_chatter_is_shown_only_with_debug(capsys):
+    import logging
+
+    from instructmix import cli
+
+    solver = logging.getLogger("mip.cbc")
+    try:
+        assert cli.main(["schema"]) == 0
+        assert not solver.isEnabledFor(logging.INFO)
+        assert solver.isEnabledFor(logging.WARNING)
+        assert cli.main(["schema", "--debug"]) == 0
+        assert solver.isEnabledFor(logging.INFO)
+    finally:
+        logging.getLogger("mip").setLevel(logging.NOTSET)
