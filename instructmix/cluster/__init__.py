@@ -26,6 +26,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboar
     if address:
         ctx = ray.init(address=address, runtime_env=env, log_to_driver=True)
     else:  # "local": a new instance, never a cluster that `ray start` left running
+        if not dashboard:
+            env["worker_process_setup_hook"] = f"{__name__}.{without_state_api.__name__}"
         ctx = ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard,
                        dashboard_host=dashboard_host, runtime_env=env)
         _LOCAL["started"] = True
@@ -33,6 +35,21 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, dashboar
     log.info("ray: %s CPUs, %s GPUs", cluster_cpus(), ray.cluster_resources().get("GPU", 0))
     if ctx.dashboard_url:
         log.info("ray: dashboard at %s", dashboard_url(ctx.dashboard_url))
+
+
+# Ray loggers that only report that the state API is missing, which it is without the dashboard
+NEEDS_STATE_API = (
+    # Ray Train's placement-group cleaner asks it once a second whether the run's
+    # controller is alive, and warns each time it cannot (the run is unaffected)
+    "ray.train.v2._internal.execution.controller.placement_group_cleaner",
+)
+
+
+def without_state_api() -> None:
+    """Runs in every worker of a local instance without the dashboard (Ray's
+    `worker_process_setup_hook`): keeps NEEDS_STATE_API's warnings off the console."""
+    for name in NEEDS_STATE_API:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def require_gpus(fields: list[str]) -> None:

@@ -30,6 +30,7 @@ from instructmix.config import TrainConfig
 from instructmix.runtime import FAIL_AT_STEP
 from instructmix.training.engine import Engine
 
+log = logging.getLogger("instructmix")
 HISTORY = "train_state.json"  # inside checkpoints and the export: history, resumes, batch ids
 FINAL = "final.json"
 
@@ -274,8 +275,10 @@ def _run_steps(spec: LoopSpec, ctx, engine, tokenizer, step: int, state: dict) -
             rec = window.record(step, epoch, engine.lr())
             state["history"].append(rec)
             if rank == 0 and ctx.checkpoints:
-                print(f"train: step {step}/{total} loss {rec['loss']:.4f} "
-                      f"{rec['tokens_per_s']:.0f} tokens/s", flush=True)
+                # a logger, not print: Ray Train shows a worker's print twice (its logger
+                # and a copy to Ray's stdout)
+                log.info("train: step %d/%d loss %.4f %.0f tokens/s", step, total,
+                         rec["loss"], rec["tokens_per_s"])
         if ctx.checkpoints and (step % tc.checkpoint_every == 0 or step == total):
             if picker is not None:
                 state["picker"] = picker.state_dict()
@@ -300,6 +303,8 @@ def sft(spec: LoopSpec, ctx):
     torch.manual_seed(spec.seed)
     tokenizer = load_tokenizer(spec.model_path)
     model = AutoModelForCausalLM.from_pretrained(spec.model_path, dtype=torch.float32)
+    if model.loss_type is None:  # GPT2LMHeadModel's class name names no loss: the one it uses
+        model.loss_type = "ForCausalLM"  # anyway, without a warning per process
     if tc.lora is not None:
         model = add_adapters(model, tc.lora)
     total = _total_steps(spec, ctx.world)[1]
