@@ -64,7 +64,8 @@ def counted_text(prompt: str, response: str) -> str:
 def count_tokens(tokenizer, texts: list[str]) -> np.ndarray:
     if not texts:
         return np.zeros(0, dtype=np.int64)
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    # counted whole (no truncation), so no warning that a text is longer than a model reads
+    ids = tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
     return np.array([len(x) for x in ids], dtype=np.int64)
 
 
