@@ -23,16 +23,18 @@ log = logging.getLogger("instructmix")
 
 
 def evaluate(model_dir: str, rows: list[dict], cfg: RunConfig) -> list[dict]:
-    """Score rows with Ray tasks: one chunk per CPU (1 torch thread each) or per GPU."""
+    """Score rows with Ray tasks: one chunk per CPU (1 torch thread each) or per GPU. Each
+    task's worker process exits after it (`max_calls=1`): kept as idle workers, they held
+    0.9-1.2 GB each after configs/real.yaml's eval (SmolLM2-135M), which later stages need."""
     import ray
 
     from instructmix.evaluation.scoring import score_rows
 
+    scorer = ray.remote(max_calls=1)(score_rows)
     if cfg.eval.use_gpu:  # no GPU yet (`cluster.require_gpus`): one task waits for one
-        task, slots = ray.remote(num_gpus=1)(score_rows), int(
-            ray.cluster_resources().get("GPU", 1))
+        task, slots = scorer.options(num_gpus=1), int(ray.cluster_resources().get("GPU", 1))
     else:
-        task, slots = ray.remote(num_cpus=1)(score_rows), cluster_cpus()
+        task, slots = scorer.options(num_cpus=1), cluster_cpus()
     n = max(1, min(slots, len(rows)))
     chunks = [rows[k::n] for k in range(n)]
     device = "cuda" if cfg.eval.use_gpu else "cpu"
