@@ -364,7 +364,8 @@ class AugmentConfig(Section):
 class EvalConfig(Section):
     use_gpu: bool = Field(False, description="One scoring task per GPU instead of per CPU.")
     max_new_tokens: int = Field(24, ge=1)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="Rows per scoring batch: in the eval stage, "
+                            "and in probe and compare trials.")
     seqeval: str | None = Field(
         None, description="A SeqEval file (seqEval.json: instruction, iteration): the trained "
         "model answers every prompt and eval.judge scores the following rate by depth.")

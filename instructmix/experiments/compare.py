@@ -84,7 +84,8 @@ class Arms:
         meta["global_batch"] = train.micro_batch_size
         trial = TrialSpec(name, seed, str(train_file), str(self.layout.path(POOL.eval)),
                           self.layout.model_path(), train, generate=True,
-                          max_new_tokens=cfg.eval.max_new_tokens, picker_file=picker_file)
+                          max_new_tokens=cfg.eval.max_new_tokens,
+                          score_batch_size=cfg.eval.batch_size, picker_file=picker_file)
         return trial, meta
 
     def _picked(self, strategy: str, seed: int, path: Path) -> tuple[str, TrainConfig]:

@@ -83,7 +83,8 @@ class ProbeSets:
         marker = self.layout.stage_dir("probe") / f"failed-once-{name}"
         fail = str(marker) if fail_trial() == name else None
         return TrialSpec(name, seed, str(path), str(self.validation), model, train,
-                         save_to=save_to, fail_once=fail)
+                         score_batch_size=self.cfg.eval.batch_size, save_to=save_to,
+                         fail_once=fail)
 
 
 def _per_trial(pc: ProbesConfig) -> dict:

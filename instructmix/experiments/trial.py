@@ -32,6 +32,7 @@ class TrialSpec:
     train: TrainConfig  # the in-process settings (see `in_process`)
     generate: bool = False  # also generate answers and score exact match
     max_new_tokens: int = 16
+    score_batch_size: int = 64  # rows per scoring batch (`eval.batch_size`)
     save_to: str | None = None  # write the trained model there (HF format)
     picker_file: str | None = None  # a pickled BatchPicker choosing every batch
     fail_once: str | None = None  # testing: fail once, leaving this marker file
@@ -64,8 +65,8 @@ def _score(spec: TrialSpec, model, tok) -> dict:
     if "meta" in pq.read_schema(spec.eval_file).names:
         columns.append("meta")  # testbed chains: scored by depth
     rows = pq.read_table(spec.eval_file, columns=columns).to_pylist()
-    scored = score_model(model, tok, rows, 64, spec.max_new_tokens, spec.train.max_seq_len,
-                         generate_answers=spec.generate)
+    scored = score_model(model, tok, rows, spec.score_batch_size, spec.max_new_tokens,
+                         spec.train.max_seq_len, generate_answers=spec.generate)
     return summarise(scored, rows)
 
 

@@ -2,8 +2,12 @@
 fields (choices, IFEval ids and kwargs, generation length) reach the eval rows and decide
 `correct`. The model is a real tiny LM rigged to always say "7", so every answer is known."""
 
+import contextlib
 import json
+import threading
+import time
 
+import psutil
 import pyarrow.parquet as pq
 import torch
 
@@ -14,6 +18,7 @@ from instructmix.evaluation.eval_stage import run_eval
 from instructmix.layout import RunLayout
 from instructmix.training.model_factory import build_model, train_tokenizer
 from tests.conftest import tiny_config
+from tests.processes import wait_for
 
 
 def _jsonl(path, rows):
@@ -58,6 +63,28 @@ def _save_always_seven(path):
     tok.save_pretrained(path)
 
 
+@contextlib.contextmanager
+def _scoring_processes():
+    """The processes seen running a `score_rows` task (Ray titles a worker by its task)
+    while the block runs, sampled every 20 ms."""
+    seen, done = {}, threading.Event()
+
+    def watch():
+        while not done.is_set():
+            for proc in psutil.process_iter(["cmdline"]):
+                if (proc.info["cmdline"] or [""])[0].startswith("ray::score_rows"):
+                    seen[proc.pid] = proc
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield seen.values()
+    finally:
+        done.set()
+        thread.join()
+
+
 def test_scorers_reach_eval_rows_and_results(ray_local, tmp_path):
     train, evals = _sources(tmp_path)
     run_dir = tmp_path / "run"
@@ -79,7 +106,11 @@ def test_scorers_reach_eval_rows_and_results(ray_local, tmp_path):
 
     _save_always_seven(run_dir / "train" / "model")
     (run_dir / "eval").mkdir()
-    summary = run_eval(cfg, RunLayout(run_dir, "eval"))
+    with _scoring_processes() as scorers:
+        summary = run_eval(cfg, RunLayout(run_dir, "eval"))
+    assert scorers, "no scoring task was seen running"
+    # each scoring task's worker exits after it: an idle one would keep the model's memory
+    wait_for(lambda: not [p for p in scorers if p.is_running()], 30, "the scorers to exit")
     results = json.loads((run_dir / "eval" / "results.json").read_text())
     pc = results["per_category"]
     assert {c: (v["scorer"], v["judged"], v["exact_match"]) for c, v in pc.items()} == {

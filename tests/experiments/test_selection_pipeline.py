@@ -29,7 +29,8 @@ def test_probes_mixture_curriculum_end_to_end(ray_local, tmp_path, monkeypatch):
         select={"strategy": "milp", "curriculum": "dependency", "budget": 96,
                 "trust_region": 0.5},
         train={"log_batch_ids": True, "max_steps": None, "epochs": 2, "micro_batch_size": 8},
-        compare={"strategies": ["iid", "milp+curriculum"], "seeds": [0]})
+        compare={"strategies": ["iid", "milp+curriculum"], "seeds": [0]},
+        eval={"batch_size": 5})
     run_all(cfg)
 
     # 9 probe trials (base + 3 categories, x 2 seeds, + 1 random) ran as Tune trials; the
@@ -49,6 +50,11 @@ def test_probes_mixture_curriculum_end_to_end(ray_local, tmp_path, monkeypatch):
         "model_path"] for f in (run / "probe" / "tune" / "probes").glob("*/params.json")}
     assert starts["base-s1"] == starts["reverse-s1"] == str(run / "probe" / "warm" / "s1")
     assert starts["random-0"] == str(run / "probe" / "warm" / "s0")
+    # probe and compare trials score in batches of eval.batch_size, as the eval stage does
+    params = [json.loads(f.read_text())["trial"] for stage in ("probe", "compare")
+              for f in (run / stage / "tune").glob("*/*/params.json")]
+    assert len(params) == 9 + 2 + 2  # probes, warm starts, compare cells
+    assert {p["score_batch_size"] for p in params} == {5}
 
     inter = json.loads((run / "probe" / "interactions.json").read_text())
     # scores are token accuracies: delta_ij = acc_i(D0 + j) - acc_i(D0), averaged over seeds
