@@ -47,16 +47,6 @@ def _limit_malloc_arenas(arenas: int) -> None:
         pass
 
 
-def give_back_freed_heap() -> None:
-    """Return the whole pages glibc holds free in this process's heaps to the system
-    (`malloc_trim`): freed memory below a live allocation otherwise stays with the process.
-    Nothing happens off glibc."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", DEFAULTS["HF_HUB_OFFLINE"]) == "1"
 

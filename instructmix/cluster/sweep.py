@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import hashlib
 import json
 import logging
 from pathlib import Path
 
 from instructmix.cluster import trial_files
-from instructmix.runtime import give_back_freed_heap
 from instructmix.storage import ray_storage
 
 log = logging.getLogger("instructmix")
@@ -82,22 +80,6 @@ class FinishedTrials:
             tune.report(metrics)
 
         return run
-
-
-def releasing(trainable):
-    """`trainable`, then what it freed given back to the system: a reused trial process
-    (`reuse_actors`) otherwise starts the next trial holding the heap of this one (3 GB
-    more per process in configs/real.yaml's compare, SmolLM2-135M)."""
-
-    @functools.wraps(trainable)
-    def run(config):
-        try:
-            return trainable(config)
-        finally:
-            gc.collect()
-            give_back_freed_heap()
-
-    return run
 
 
 def _plain(value):
@@ -185,7 +167,7 @@ def run_trials(name: str, trials: list, trainable, storage: Path, resources: dic
     path = f"{root}/{name}"
     finished = FinishedTrials(fs, f"{path}-finished")
     on_node = trial_files.with_files(trainable, type(specs[0]) if specs else None)
-    fn = tune.with_resources(releasing(finished.replaying(on_node)), resources)
+    fn = tune.with_resources(finished.replaying(on_node), resources)
     if max_concurrent is None:
         max_concurrent = concurrent_trials(ray.cluster_resources(), resources)
     if tune.Tuner.can_restore(path, storage_filesystem=fs):
